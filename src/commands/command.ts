@@ -1,0 +1,61 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { CommandOutcome, Result } from '../results/result.js';
+import { fromZodError, type Issue } from '../server/validation.js';
+
+/** What a command's `run` gets besides its attributes. */
+export interface CommandContext {
+  readonly checkId: string;
+  /** Aborted at the deadline or when the server stops; a command should stop its work and return. */
+  readonly signal: AbortSignal;
+  /** Epoch milliseconds by which the run must be over. */
+  readonly deadline: number;
+  /** A child logger bound to this run (`checkId`, `command`). */
+  readonly logger: Logger;
+  /** The previous run's Result; `null` on the first run. */
+  readonly previous: Result | null;
+}
+
+/** The outcome of parsing attributes: the typed value, or every problem with a path inside the attributes. */
+export type ParseResult<A> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly issues: readonly Issue[] };
+
+/**
+ * A kind of check (`tcp`, `http`, `ping`, …). Stateless: one object serves every check of its kind.
+ * A target that is down is an outcome (`crit` with a reason), not an exception; an exception becomes
+ * an `unknown` Result with reason `exception`.
+ */
+export interface Command<A = unknown> {
+  /** The name checks refer to in `command:`. */
+  readonly name: string;
+  /** Validates raw attributes once, at load time. */
+  parse(raw: unknown): ParseResult<A>;
+  /** Performs one run. Must honour `ctx.signal`; one that does not is abandoned at the deadline. */
+  run(attributes: A, ctx: CommandContext): Promise<CommandOutcome>;
+  /** JSON Schema of the attributes, for the config's editor schema. */
+  readonly attributesJsonSchema?: Record<string, unknown>;
+}
+
+/** Any command, whatever its attributes' type: what registries hold. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyCommand = Command<any>;
+
+export interface CommandDefinition<S extends z.ZodType> {
+  readonly name: string;
+  /** Schema of the attributes; its output type is what `run` receives. */
+  readonly attributes: S;
+  run(attributes: z.output<S>, ctx: CommandContext): Promise<CommandOutcome>;
+}
+
+/** Builds a Command from a zod schema of its attributes: parsing, error paths and JSON Schema come with it. */
+export function defineCommand<S extends z.ZodType>(definition: CommandDefinition<S>): Command<z.output<S>> {
+  const { name, attributes, run } = definition;
+  return {
+    name,
+    parse(raw) {
+      const parsed = attributes.safeParse(raw ?? {});
+      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, issues: fromZodError(parsed.error, raw) };
+    },
+    run,
+    attributesJsonSchema: z.toJSONSchema(attributes, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>,
+  };
+}

@@ -1,0 +1,29 @@
+import type { Check } from '../checks/check.js';
+
+/**
+ * Where checks wait for their next run. The server claims due checks, owns them while they run, and
+ * completes each with its next due time. Every method may be asynchronous (a database queue is).
+ */
+export interface Queue {
+  /** Removes and returns up to `limit` checks due at or before `now` (epoch ms), earliest first. */
+  claim(now: number, limit: number): Promise<Check[]>;
+  /**
+   * Gives back a claimed check after its run, with its new state; `nextDueAt` (epoch ms) puts it back in
+   * line, `null` retires it (a one-shot check that is done).
+   */
+  complete(check: Check, nextDueAt: number | null): Promise<void>;
+  /** Due time (epoch ms) of the earliest waiting check; `null` when none waits. */
+  nextDueAt(): Promise<number | null>;
+  /** Checks known to the queue, waiting or claimed. */
+  count(): Promise<number>;
+  /** Calls `listener` on every QueueEvent. Returns the function that unsubscribes. */
+  watch(listener: (event: QueueEvent) => void): () => void;
+  /** Releases the queue's resources. */
+  close?(): Promise<void>;
+}
+
+/**
+ * `due-earlier`: a check may now be due earlier than `nextDueAt` said before (one added, updated or put
+ * back), so a sleeping server should look again. `removed`: a check left the queue for good.
+ */
+export type QueueEvent = { readonly type: 'due-earlier' } | { readonly type: 'removed'; readonly checkId: string };

@@ -1,0 +1,185 @@
+import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
+import { firstDueAt, nextSlot } from '../checks/schedule.js';
+import { MemoryQueue } from './memory-queue.js';
+import type { Queue, QueueEvent } from './queue.js';
+
+/** How a tracked check stands: waiting in line, running (claimed), or done (a finished one-shot check). */
+export type CheckStatus = 'waiting' | 'running' | 'done';
+
+interface Tracked {
+  check: Check;
+  status: CheckStatus;
+  /** Removed while running: not put back when its run completes. */
+  removed: boolean;
+  /** Updated while running: the spec its next run uses. */
+  nextSpec: CheckSpec | null;
+}
+
+export interface TrackedMemoryPoolOptions {
+  /** Epoch milliseconds now; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * The registry of known checks over a MemoryQueue: checks can be added, updated and removed at runtime,
+ * also while one runs. A check removed while running is not put back; one updated while running
+ * completes its run with the old spec and runs with the new one from its next run.
+ */
+export class TrackedMemoryPool implements Queue {
+  readonly #queue = new MemoryQueue();
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #listeners = new Set<(event: QueueEvent) => void>();
+  readonly #now: () => number;
+
+  constructor(options: TrackedMemoryPoolOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#queue.watch((event) => this.#emit(event));
+  }
+
+  /**
+   * Adds a check. Its first run is spread across its interval by its id, unless `dueAt` is given
+   * (a restored check keeps its place). Throws when the id is taken.
+   */
+  add(spec: CheckSpec, restored: { state?: CheckState; dueAt?: number } = {}): Check {
+    if (this.#tracked.has(spec.id)) throw new Error(`check "${spec.id}" already exists`);
+    const dueAt = restored.dueAt ?? firstDueAt(spec.id, spec.intervalMs, this.#now());
+    const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt, slotAt: dueAt };
+    this.#tracked.set(spec.id, { check, status: 'waiting', removed: false, nextSpec: null });
+    this.#queue.push(check);
+    return check;
+  }
+
+  /**
+   * Replaces a check's spec, keeping its state. A waiting check whose interval changed moves to the
+   * new grid; a running one takes the new spec when its run completes. Throws for an unknown id.
+   */
+  update(spec: CheckSpec): void {
+    const tracked = this.#tracked.get(spec.id);
+    if (!tracked || tracked.removed) throw new Error(`check "${spec.id}" does not exist`);
+    if (tracked.status === 'running') {
+      tracked.nextSpec = spec;
+      return;
+    }
+    const previous = tracked.check.spec;
+    tracked.check.spec = spec;
+    if (previous.intervalMs === spec.intervalMs && tracked.status === 'waiting') return;
+    // A new interval (or a finished one-shot check given one) starts over on its own grid.
+    this.#queue.remove(spec.id);
+    tracked.check.dueAt = tracked.check.slotAt = firstDueAt(spec.id, spec.intervalMs, this.#now());
+    tracked.status = 'waiting';
+    this.#queue.push(tracked.check);
+  }
+
+  /** Adds the check, or updates it when the id is known. */
+  upsert(spec: CheckSpec): void {
+    const tracked = this.#tracked.get(spec.id);
+    if (tracked && !tracked.removed) this.update(spec);
+    else this.add(spec);
+  }
+
+  /** Removes a check; a running one finishes its run and is not put back. Returns false for an unknown id. */
+  remove(id: string): boolean {
+    const tracked = this.#tracked.get(id);
+    if (!tracked || tracked.removed) return false;
+    if (tracked.status === 'running') tracked.removed = true;
+    else {
+      this.#queue.remove(id);
+      this.#tracked.delete(id);
+    }
+    this.#emit({ type: 'removed', checkId: id });
+    return true;
+  }
+
+  /** Makes a waiting or finished check due at `dueAt` (default now), e.g. to run it at once. */
+  reschedule(id: string, dueAt: number = this.#now()): boolean {
+    const tracked = this.#tracked.get(id);
+    if (!tracked || tracked.removed || tracked.status === 'running') return false;
+    this.#queue.remove(id);
+    tracked.check.dueAt = dueAt;
+    tracked.status = 'waiting';
+    this.#queue.push(tracked.check);
+    return true;
+  }
+
+  /** Replaces a check's runtime state (acknowledging an incident, restoring a saved state). */
+  setState(id: string, state: CheckState): boolean {
+    const tracked = this.#tracked.get(id);
+    if (!tracked || tracked.removed) return false;
+    tracked.check.state = state;
+    return true;
+  }
+
+  get(id: string): Check | undefined {
+    const tracked = this.#tracked.get(id);
+    return tracked && !tracked.removed ? tracked.check : undefined;
+  }
+
+  status(id: string): CheckStatus | undefined {
+    const tracked = this.#tracked.get(id);
+    return tracked && !tracked.removed ? tracked.status : undefined;
+  }
+
+  /** Every known check, in no particular order. */
+  list(): Check[] {
+    const checks: Check[] = [];
+    for (const tracked of this.#tracked.values()) if (!tracked.removed) checks.push(tracked.check);
+    return checks;
+  }
+
+  /** Known checks: waiting, running or done. */
+  get size(): number {
+    let size = 0;
+    for (const tracked of this.#tracked.values()) if (!tracked.removed) size++;
+    return size;
+  }
+
+  claim(now: number, limit: number): Promise<Check[]> {
+    return Promise.resolve(this.claimSync(now, limit));
+  }
+
+  /** `claim` without the promise, for the hot path. */
+  claimSync(now: number, limit: number): Check[] {
+    const due = this.#queue.claimSync(now, limit);
+    for (const check of due) (this.#tracked.get(check.spec.id) as Tracked).status = 'running';
+    return due;
+  }
+
+  complete(check: Check, nextDueAt: number | null): Promise<void> {
+    const tracked = this.#tracked.get(check.spec.id);
+    // The check object may be stale: removed and added again under the same id while it ran.
+    if (!tracked || tracked.check !== check) return this.#queue.complete(check, null);
+    if (tracked.removed) {
+      this.#tracked.delete(check.spec.id);
+      return this.#queue.complete(check, null);
+    }
+    let due = nextDueAt;
+    if (tracked.nextSpec) {
+      const intervalChanged = tracked.nextSpec.intervalMs !== check.spec.intervalMs;
+      check.spec = tracked.nextSpec;
+      tracked.nextSpec = null;
+      if (intervalChanged) {
+        due = check.spec.intervalMs === null ? null : nextSlot(check.slotAt, check.spec.intervalMs, this.#now()).dueAt;
+        if (due !== null) check.slotAt = due;
+      }
+    }
+    tracked.status = due === null ? 'done' : 'waiting';
+    return this.#queue.complete(check, due);
+  }
+
+  nextDueAt(): Promise<number | null> {
+    return this.#queue.nextDueAt();
+  }
+
+  count(): Promise<number> {
+    return Promise.resolve(this.size);
+  }
+
+  watch(listener: (event: QueueEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(event: QueueEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+}

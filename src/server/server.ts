@@ -1,0 +1,354 @@
+import { EventEmitter } from 'node:events';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { Check } from '../checks/check.js';
+import { nextSlot } from '../checks/schedule.js';
+import { acknowledge as acknowledgeIncident, transition } from '../checks/state-machine.js';
+import type { AnyCommand } from '../commands/command.js';
+import type { Handler, Outcome } from '../handlers/handler.js';
+import type { Queue, QueueEvent } from '../queues/queue.js';
+import type { Incident, IncidentEvent } from '../results/incident.js';
+import type { Result } from '../results/result.js';
+import { systemClock, type Clock } from './clock.js';
+import type { ServerEvents } from './events.js';
+import { HandlerChain } from './handler-chain.js';
+import { runCheck } from './run-check.js';
+
+export interface ServerOptions {
+  readonly queue: Queue;
+  /** The commands checks can name. */
+  readonly commands: Iterable<AnyCommand>;
+  /** The handler instances checks can name. The server closes them when it stops. */
+  readonly handlers?: Iterable<Handler>;
+  readonly logger: Logger;
+  /** Checks running at once; default 256. */
+  readonly concurrency?: number;
+  /** How long `stop()` waits for running checks before aborting them, in ms; default 10 000. */
+  readonly stopTimeoutMs?: number;
+  /** How long one handler hook may take, in ms; default 5 000. */
+  readonly handlerTimeoutMs?: number;
+  /** A run starting more than this many ms after its due time is reported as late; default 1 000. */
+  readonly lateThresholdMs?: number;
+  /** Default the system clock. */
+  readonly clock?: Clock;
+}
+
+/** Counters since start, for `/healthz`, metrics and tests. */
+export interface ServerStats {
+  /** Runs that produced a Result. */
+  readonly runs: number;
+  /** Runs that started later than `lateThresholdMs` after their due time. */
+  readonly lateStarts: number;
+  /** Regular runs after which slots were skipped (the run started late or ran past its interval). */
+  readonly overruns: number;
+  /** Failed handler hooks. */
+  readonly handlerErrors: number;
+  /** Checks running now. */
+  readonly running: number;
+  /** Checks claimed and waiting for a free slot. */
+  readonly waiting: number;
+}
+
+interface CheckLookup {
+  get(id: string): Check | undefined;
+}
+
+function isCheckLookup(queue: Queue): queue is Queue & CheckLookup {
+  return typeof (queue as Partial<CheckLookup>).get === 'function';
+}
+
+/**
+ * The loop: one timer armed for the earliest due check; due checks are claimed up to the free
+ * concurrency, run under their timeout, passed through the state machine and the handlers, and given
+ * back to the queue at their next fixed-rate slot.
+ */
+export class Server extends EventEmitter<ServerEvents> implements AsyncDisposable {
+  readonly #queue: Queue;
+  readonly #commands: ReadonlyMap<string, AnyCommand>;
+  readonly #chain: HandlerChain;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #concurrency: number;
+  readonly #stopTimeoutMs: number;
+  readonly #lateThresholdMs: number;
+  readonly #runner: PQueue;
+  readonly #stopController = new AbortController();
+  /** `process` hooks still running; stop waits for them. */
+  readonly #handlerWork = new Set<Promise<void>>();
+
+  #started = false;
+  #stopping = false;
+  #stopped: Promise<void> | null = null;
+  #unwatch: (() => void) | null = null;
+  #timer: unknown = null;
+  #armedAt: number | null = null;
+  #pumping = false;
+  #pumpAgain = false;
+  #runs = 0;
+  #lateStarts = 0;
+  #overruns = 0;
+
+  constructor(options: ServerOptions) {
+    super();
+    this.#queue = options.queue;
+    this.#commands = new Map([...options.commands].map((command) => [command.name, command]));
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemClock;
+    this.#concurrency = options.concurrency ?? 256;
+    this.#stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
+    this.#lateThresholdMs = options.lateThresholdMs ?? 1_000;
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
+      throw new TypeError(`Expected \`concurrency\` to be a positive integer, got \`${String(options.concurrency)}\``);
+    }
+    this.#runner = new PQueue({ concurrency: this.#concurrency });
+    // A finished run frees a slot: look for due work (from 'next', when the slot is really free).
+    this.#runner.on('next', () => this.#pump());
+    this.#chain = new HandlerChain(options.handlers ?? [], {
+      logger: this.#logger,
+      clock: this.#clock,
+      timeoutMs: options.handlerTimeoutMs ?? 5_000,
+      onError: (error, source, checkId) => this.#report(error, source, checkId),
+    });
+  }
+
+  get stats(): ServerStats {
+    let handlerErrors = 0;
+    for (const count of this.#chain.errors.values()) handlerErrors += count;
+    return {
+      runs: this.#runs,
+      lateStarts: this.#lateStarts,
+      overruns: this.#overruns,
+      handlerErrors,
+      running: this.#runner.pending,
+      waiting: this.#runner.size,
+    };
+  }
+
+  /** Failed hooks per handler name since start. */
+  get handlerErrors(): ReadonlyMap<string, number> {
+    return this.#chain.errors;
+  }
+
+  get queue(): Queue {
+    return this.#queue;
+  }
+
+  /** True from the moment `stop()` is called. */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /** Starts taking due checks from the queue. Calling it again does nothing. */
+  start(): void {
+    if (this.#stopping) throw new Error('a stopped server cannot start again; create a new one');
+    if (this.#started) return;
+    this.#started = true;
+    this.#unwatch = this.#queue.watch((event) => this.#onQueueEvent(event));
+    this.#pump();
+  }
+
+  /**
+   * Stops gracefully: no more checks are taken; running ones get `timeoutMs` (default `stopTimeoutMs`)
+   * to finish, then are aborted and given back unchanged; handlers finish and are closed.
+   * Idempotent: every call returns the same promise.
+   */
+  stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#stopped ??= this.#shutdown(options.timeoutMs ?? this.#stopTimeoutMs);
+    return this.#stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /**
+   * Acknowledges a check's open incident and passes the acknowledgement to its handlers. Returns the
+   * acknowledged incident, or `null` when the check has no open unacknowledged incident. The queue must
+   * be able to look checks up by id (TrackedMemoryPool can).
+   */
+  async acknowledge(checkId: string): Promise<Incident | null> {
+    if (!isCheckLookup(this.#queue)) throw new Error('this queue cannot look checks up by id');
+    const check = this.#queue.get(checkId);
+    if (!check) throw new Error(`check "${checkId}" does not exist`);
+    const step = acknowledgeIncident(check.state, this.#clock.now());
+    if (!step?.event || !check.state.lastResult) return null;
+    const previous = check.state;
+    check.state = step.state;
+    const logger = this.#logger.child({ checkId, command: check.spec.command });
+    await this.#handle(check, { check: check.spec, result: previous.lastResult as Result, state: step.state, previous, incident: step.event, logger });
+    return step.event.incident;
+  }
+
+  #onQueueEvent(event: QueueEvent): void {
+    if (event.type === 'removed') this.#chain.checkRemoved(event.checkId);
+    else this.#pump();
+  }
+
+  /** Claims what is due up to the free concurrency, then arms the timer. Single-flight. */
+  #pump(): void {
+    if (this.#stopping) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    this.#pumpLoop()
+      .catch((error: unknown) => {
+        this.#report(error, 'queue');
+        // The queue failed (a database away): look again in a second rather than spin.
+        this.#arm(this.#clock.now() + 1_000);
+      })
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#pumpAgain) this.#pump();
+      });
+  }
+
+  async #pumpLoop(): Promise<void> {
+    do {
+      this.#pumpAgain = false;
+      for (;;) {
+        const capacity = this.#concurrency - this.#runner.pending - this.#runner.size;
+        // No capacity: the next run to finish pumps again.
+        if (capacity <= 0 || this.#stopping) return;
+        const due = await this.#queue.claim(this.#clock.now(), capacity);
+        for (const check of due) void this.#runner.add(() => this.#execute(check));
+        if (due.length < capacity) break;
+      }
+      const next = await this.#queue.nextDueAt();
+      if (!this.#stopping) this.#arm(next);
+    } while (this.#pumpAgain);
+  }
+
+  #arm(at: number | null): void {
+    if (at === this.#armedAt && this.#timer !== null) return;
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#armedAt = at;
+    if (at === null) return;
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = null;
+      this.#armedAt = null;
+      this.#pump();
+    }, Math.max(0, at - this.#clock.now()));
+  }
+
+  /** One claimed check: run, settle, give back. Never rejects. */
+  async #execute(check: Check): Promise<void> {
+    try {
+      // Claimed, but the server began stopping before a slot was free: give it back untouched.
+      if (this.#stopping) return await this.#queue.complete(check, check.dueAt);
+      const { spec } = check;
+      const startedAt = this.#clock.now();
+      const lagMs = startedAt - check.dueAt;
+      const logger = this.#logger.child({ checkId: spec.id, command: spec.command });
+      if (lagMs > this.#lateThresholdMs) {
+        this.#lateStarts++;
+        logger.warn({ lagMs, dueAt: new Date(check.dueAt).toISOString() }, 'check started late');
+      }
+      this.emit('check:start', { check, lagMs });
+      const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, stopSignal: this.#stopController.signal });
+      if (run.kind === 'shutdown') return await this.#queue.complete(check, check.dueAt);
+      await this.#settle(check, run.result, lagMs, logger);
+    } catch (error) {
+      this.#report(error, 'server', check.spec.id);
+      await this.#queue.complete(check, this.#clock.now() + check.spec.retryIntervalMs).catch((e: unknown) => this.#report(e, 'queue', check.spec.id));
+    }
+  }
+
+  /** State machine, mutate hooks, next due time, give back; then the process hooks in the background. */
+  async #settle(check: Check, result: Result, lagMs: number, logger: Logger): Promise<void> {
+    const { spec } = check;
+    const now = this.#clock.now();
+    // Read the state now, not at claim time: an acknowledgement may have landed while the check ran.
+    const previous = check.state;
+    const step = transition(spec, previous, result, now);
+    this.#runs++;
+
+    let nextDueAt: number | null;
+    let missedSlots = 0;
+    if (step.retry) nextDueAt = now + spec.retryIntervalMs;
+    else if (spec.intervalMs === null) nextDueAt = null;
+    else {
+      const regular = check.dueAt === check.slotAt;
+      const slot = nextSlot(check.slotAt, spec.intervalMs, now);
+      nextDueAt = check.slotAt = slot.dueAt;
+      // After retries the grid moved on while the check was off it: that is not an overrun.
+      if (regular && slot.missed > 0) {
+        missedSlots = slot.missed;
+        this.#overruns++;
+        logger.warn({ missedSlots, lagMs, durationMs: result.durationMs, intervalMs: spec.intervalMs }, 'run overran its slot; skipping missed slots');
+      }
+    }
+
+    const handlers = this.#chain.resolve(spec.handlers);
+    let outcome: Outcome = { check: spec, result, state: step.state, previous, incident: step.event, logger };
+    outcome = await this.#chain.mutate(outcome, handlers);
+    check.state = withIncidentFrom(outcome);
+    await this.#queue.complete(check, nextDueAt);
+
+    this.emit('check:finish', { check: spec, result, state: check.state, lagMs, nextDueAt, missedSlots });
+    if (outcome.incident) this.#emitIncident(outcome.incident, outcome);
+    this.#track(this.#chain.process(outcome, handlers));
+  }
+
+  /** Handlers for an outcome that is not a run (an acknowledgement). */
+  async #handle(check: Check, outcome: Outcome): Promise<void> {
+    const handlers = this.#chain.resolve(check.spec.handlers);
+    const mutated = await this.#chain.mutate(outcome, handlers);
+    check.state = withIncidentFrom(mutated);
+    if (mutated.incident) this.#emitIncident(mutated.incident, mutated);
+    await this.#chain.process(mutated, handlers);
+  }
+
+  #emitIncident(event: IncidentEvent, outcome: Outcome): void {
+    this.emit(`incident:${event.type}`, { check: outcome.check, incident: event.incident });
+  }
+
+  #track(work: Promise<void>): void {
+    this.#handlerWork.add(work);
+    void work.finally(() => this.#handlerWork.delete(work));
+  }
+
+  async #shutdown(timeoutMs: number): Promise<void> {
+    this.#stopping = true;
+    this.#unwatch?.();
+    this.#arm(null);
+    const running = this.#runner.pending;
+    if (running > 0) {
+      this.#logger.info({ running, timeoutMs }, 'stopping: waiting for running checks');
+      const finished = await this.#within(this.#runner.onIdle(), timeoutMs);
+      if (!finished) {
+        this.#logger.warn({ running: this.#runner.pending }, 'stopping: aborting checks still running');
+        this.#stopController.abort();
+      }
+    }
+    await this.#runner.onIdle();
+    await Promise.all(this.#handlerWork);
+    await this.#chain.close();
+    this.#logger.info({ runs: this.#runs }, 'stopped');
+  }
+
+  /** Resolves true when `work` settles within `ms`, false when the time ran out first. */
+  #within(work: Promise<unknown>, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = this.#clock.setTimeout(() => resolve(false), ms);
+      void work.then(() => {
+        this.#clock.clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  #report(error: unknown, source: string, checkId?: string): void {
+    if (!source.startsWith('handler:')) this.#logger.error({ err: error, source, checkId }, 'unexpected failure');
+    if (this.listenerCount('error') > 0) this.emit('error', checkId === undefined ? { error, source } : { error, source, checkId });
+  }
+}
+
+/** The check state after handlers ran: a `mutate` hook may have enriched the open incident. */
+function withIncidentFrom(outcome: Outcome): Outcome['state'] {
+  const event = outcome.incident;
+  if (!event || event.type === 'resolve' || outcome.state.incident === event.incident) return outcome.state;
+  return { ...outcome.state, incident: event.incident };
+}
