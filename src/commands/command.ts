@@ -27,7 +27,10 @@ export type ParseResult<A> = { readonly ok: true; readonly value: A } | { readon
 export interface Command<A = unknown> {
   /** The name checks refer to in `command:`. */
   readonly name: string;
-  /** Validates raw attributes once, at load time. */
+  /**
+   * Validates raw attributes once, at load time. The value must be plain data (strings, numbers,
+   * RegExps, Buffers; no closures): a config reload compares it deeply to decide whether a check changed.
+   */
   parse(raw: unknown): ParseResult<A>;
   /** Performs one run. Must honour `ctx.signal`; one that does not is abandoned at the deadline. */
   run(attributes: A, ctx: CommandContext): Promise<CommandOutcome>;
@@ -48,14 +51,14 @@ export interface CommandDefinition<S extends z.ZodType> {
 
 /** Builds a Command from a zod schema of its attributes: parsing, error paths and JSON Schema come with it. */
 export function defineCommand<S extends z.ZodType>(definition: CommandDefinition<S>): Command<z.output<S>> {
-  const { name, attributes, run } = definition;
+  const { name, attributes } = definition;
   return {
     name,
     parse(raw) {
       const parsed = attributes.safeParse(raw ?? {});
       return parsed.success ? { ok: true, value: parsed.data } : { ok: false, issues: fromZodError(parsed.error, raw) };
     },
-    run,
-    attributesJsonSchema: z.toJSONSchema(attributes, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>,
+    run: (parsed, ctx) => definition.run(parsed, ctx),
+    attributesJsonSchema: z.toJSONSchema(attributes, { io: 'input', unrepresentable: 'any' }),
   };
 }

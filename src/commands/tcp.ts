@@ -6,12 +6,18 @@ import type { CommandOutcome } from '../results/result.js';
 import { duration, integer, nonEmptyString, port } from '../server/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
-/** What `expect` became at load time: a substring or a compiled regular expression. */
-export interface ResponseMatcher {
-  /** How to show it in messages: `"+OK"` or `/^SSH-2\.0-/i`. */
-  readonly display: string;
-  /** Whether the bytes received so far contain what was expected. */
-  matches(received: Buffer): boolean;
+/**
+ * What `expect` became at load time: the bytes of a substring, or a compiled regular expression. Plain
+ * data, so a reloaded config with the same `expect` compares equal to the running one.
+ */
+export type ResponseMatcher =
+  /** `display`: how to show it in messages, `"+OK"` or `/^SSH-2\.0-/i`. */
+  | { readonly display: string; readonly needle: Buffer }
+  | { readonly display: string; readonly regex: RegExp };
+
+/** Whether the bytes received so far contain what was expected. */
+function responseMatches(matcher: ResponseMatcher, received: Buffer): boolean {
+  return 'needle' in matcher ? received.includes(matcher.needle) : matcher.regex.test(received.toString('utf8'));
 }
 
 /** The longest `readBytes` accepted: a probe reads a banner, not a payload. */
@@ -26,8 +32,7 @@ const expectError = 'expected a non-empty substring, or a regular expression wri
 function toMatcher(text: string, ctx: z.RefinementCtx<string>): ResponseMatcher {
   const literal = REGEX_LITERAL.exec(text);
   if (literal === null) {
-    const needle = Buffer.from(text, 'utf8');
-    return { display: JSON.stringify(text), matches: (received) => received.includes(needle) };
+    return { display: JSON.stringify(text), needle: Buffer.from(text, 'utf8') };
   }
   let regex: RegExp;
   try {
@@ -39,7 +44,7 @@ function toMatcher(text: string, ctx: z.RefinementCtx<string>): ResponseMatcher 
     ctx.addIssue({ code: 'custom', message: `expected a valid regular expression (${why})`, input: text });
     return z.NEVER;
   }
-  return { display: text, matches: (received) => regex.test(received.toString('utf8')) };
+  return { display: text, regex };
 }
 
 const attributes = z
@@ -172,7 +177,7 @@ function onData(this: TcpProbe, chunk: Buffer): void {
   const held = this.received?.length ?? 0;
   const piece = chunk.length > readBytes - held ? chunk.subarray(0, readBytes - held) : chunk;
   this.received = this.received === undefined ? piece : Buffer.concat([this.received, piece], held + piece.length);
-  if ((expect as ResponseMatcher).matches(this.received)) this.settle(connected(this));
+  if (responseMatches(expect as ResponseMatcher, this.received)) this.settle(connected(this));
   else if (this.received.length >= readBytes) this.settle(unexpected(this, `read ${readBytes} bytes`));
 }
 

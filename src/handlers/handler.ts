@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { CheckSpec, CheckState } from '../checks/check.js';
 import type { IncidentEvent } from '../results/incident.js';
 import type { Result } from '../results/result.js';
-import { fromZodError, type Issue } from '../server/validation.js';
+import { fromZodError } from '../server/validation.js';
 import type { ParseResult } from '../commands/command.js';
 
 /** Everything that came of one run (or one incident change): what every handler receives. */
@@ -72,14 +72,14 @@ export interface HandlerDefinition<S extends z.ZodType> {
 
 /** Builds a HandlerType from a zod schema of its options. */
 export function defineHandler<S extends z.ZodType>(definition: HandlerDefinition<S>): HandlerType<z.output<S>> {
-  const { type, options, create } = definition;
+  const { type, options } = definition;
   return {
     type,
     parseOptions(raw): ParseResult<z.output<S>> {
       const parsed = options.safeParse(raw ?? {});
-      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, issues: fromZodError(parsed.error, raw) as Issue[] };
+      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, issues: fromZodError(parsed.error, raw) };
     },
-    create,
-    optionsJsonSchema: z.toJSONSchema(options, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>,
+    create: (name, parsed, deps) => definition.create(name, parsed, deps),
+    optionsJsonSchema: z.toJSONSchema(options, { io: 'input', unrepresentable: 'any' }),
   };
 }

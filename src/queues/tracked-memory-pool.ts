@@ -1,5 +1,5 @@
 import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
-import { firstDueAt, nextSlot } from '../checks/schedule.js';
+import { firstDueAt } from '../checks/schedule.js';
 import { MemoryQueue } from './memory-queue.js';
 import type { Queue, QueueEvent } from './queue.js';
 
@@ -41,7 +41,8 @@ export class TrackedMemoryPool implements Queue {
    * (a restored check keeps its place). Throws when the id is taken.
    */
   add(spec: CheckSpec, restored: { state?: CheckState; dueAt?: number } = {}): Check {
-    if (this.#tracked.has(spec.id)) throw new Error(`check "${spec.id}" already exists`);
+    // A check removed while it runs stays tracked until its run completes; its id is free again.
+    if (this.#tracked.get(spec.id)?.removed === false) throw new Error(`check "${spec.id}" already exists`);
     const dueAt = restored.dueAt ?? firstDueAt(spec.id, spec.intervalMs, this.#now());
     const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt, slotAt: dueAt };
     this.#tracked.set(spec.id, { check, status: 'waiting', removed: false, nextSpec: null });
@@ -157,8 +158,10 @@ export class TrackedMemoryPool implements Queue {
       const intervalChanged = tracked.nextSpec.intervalMs !== check.spec.intervalMs;
       check.spec = tracked.nextSpec;
       tracked.nextSpec = null;
-      if (intervalChanged) {
-        due = check.spec.intervalMs === null ? null : nextSlot(check.slotAt, check.spec.intervalMs, this.#now()).dueAt;
+      // A retry the run asked for (due off the grid) stands; otherwise a new interval starts over on
+      // its own grid, as in `update`. (`slotAt` already holds the old grid's next slot here.)
+      if (intervalChanged && (due === null || due === check.slotAt)) {
+        due = check.spec.intervalMs === null ? null : firstDueAt(check.spec.id, check.spec.intervalMs, this.#now());
         if (due !== null) check.slotAt = due;
       }
     }

@@ -46,7 +46,9 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'symbol') return value.toString();
+  return 'a function';
 }
 
 /** Turns zod's issues into ours, each saying what was expected and what was found. */
@@ -57,7 +59,7 @@ export function fromZodError(error: z.ZodError, input: unknown): Issue[] {
       // at the union itself, the union's own message (if it was given one) says best what was expected.
       const best = issue.errors.reduce((a, b) => (deepest(b) > deepest(a) ? b : a));
       if (deepest(best) > 0 || issue.message === 'Invalid input') {
-        return best.flatMap((inner) => toIssue({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue, input));
+        return best.flatMap((inner) => toIssue({ ...inner, path: [...issue.path, ...inner.path] }, input));
       }
     }
     return toIssue(issue, input);

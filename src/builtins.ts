@@ -1,0 +1,15 @@
+import type { AnyCommand } from './commands/command.js';
+import { tcpCommand } from './commands/tcp.js';
+import type { AnyHandlerType } from './handlers/handler.js';
+import { logHandlerType } from './handlers/log-handler.js';
+import { prometheusHandlerType } from './handlers/prometheus-handler.js';
+
+/** The commands every vigil has; plugins add more. */
+export function builtinCommands(): AnyCommand[] {
+  return [tcpCommand()];
+}
+
+/** The handler types every vigil has; plugins add more. */
+export function builtinHandlerTypes(): AnyHandlerType[] {
+  return [logHandlerType, prometheusHandlerType];
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { pino, type Logger } from 'pino';
+import { builtinCommands, builtinHandlerTypes } from './builtins.js';
+import { initialCheckState } from './checks/check.js';
+import { stateCode, type Result } from './results/result.js';
+import { loadConfig } from './server/config.js';
+import { startDaemon } from './server/daemon.js';
+import { systemClock } from './server/clock.js';
+import { runCheck } from './server/run-check.js';
+import { ValidationError } from './server/validation.js';
+import { version } from './server/version.js';
+
+const USAGE = `vigil ${version} — check poller and heartbeat monitor
+
+Usage:
+  vigil run [-c FILE] [--log-level LEVEL]   run the daemon
+  vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
+  vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
+  vigil COMMAND --help                      help for one command
+
+The config file is -c FILE, else $VIGIL_CONFIG, else ./config/vigil.yaml, else the example config
+that ships with vigil.`;
+
+const HELP: Record<string, string> = {
+  run: `Usage: vigil run [-c FILE] [--log-level LEVEL]
+
+Runs the daemon: polls the config's checks, serves /metrics and /healthz.
+  -c, --config FILE    config file (default: $VIGIL_CONFIG, ./config/vigil.yaml, the bundled example)
+  --log-level LEVEL    trace, debug, info (default, or $VIGIL_LOG_LEVEL), warn, error, silent
+Signals: SIGTERM/SIGINT stop gracefully (exit 0; a second one forces exit 1),
+SIGHUP reloads the config (an invalid one is rejected and the running one stays).`,
+  validate: `Usage: vigil validate [-c FILE]
+
+Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.`,
+  once: `Usage: vigil once CHECK_ID [-c FILE] [--json]
+
+Runs one check of the config once and prints its Result. The exit code is the Nagios one:
+0 ok, 1 warn, 2 crit, 3 unknown.
+  --json    print the Result as JSON`,
+};
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  'log-level': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+/** Exit codes besides the Nagios ones of `once`. */
+const EXIT_USAGE = 64;
+
+async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true });
+  } catch (error) {
+    process.stderr.write(`vigil: ${(error as Error).message}\n\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.version) {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
+  if (command === undefined || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help || command === 'help' ? 0 : EXIT_USAGE;
+  }
+  if (!(command in HELP)) {
+    process.stderr.write(`vigil: unknown command "${command}" (expected one of: ${Object.keys(HELP).join(', ')})\n\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  if (values.help) {
+    process.stdout.write(`${HELP[command]}\n`);
+    return 0;
+  }
+  const configFile = resolveConfigFile(values.config);
+  switch (command) {
+    case 'run':
+      return run(configFile, values['log-level'] ?? process.env.VIGIL_LOG_LEVEL ?? 'info');
+    case 'validate':
+      return validate(configFile);
+    default: {
+      const checkId = rest[0];
+      if (checkId === undefined) {
+        process.stderr.write(`vigil once: which check? ${HELP.once}\n`);
+        return EXIT_USAGE;
+      }
+      return once(configFile, checkId, values.json === true);
+    }
+  }
+}
+
+function resolveConfigFile(flag: string | undefined): string {
+  const chosen = flag ?? process.env.VIGIL_CONFIG;
+  if (chosen) return resolve(chosen);
+  const local = resolve('config/vigil.yaml');
+  if (existsSync(local)) return local;
+  return fileURLToPath(new URL('../config/vigil.yaml', import.meta.url));
+}
+
+function loadOptions() {
+  return { commands: builtinCommands(), handlerTypes: builtinHandlerTypes() };
+}
+
+async function validate(configFile: string): Promise<number> {
+  try {
+    const config = await loadConfig(configFile, loadOptions());
+    process.stdout.write(`${configFile}: valid, ${config.checks.length} checks\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`${describe(error)}\n`);
+    return 1;
+  }
+}
+
+async function once(configFile: string, checkId: string, json: boolean): Promise<number> {
+  let config;
+  try {
+    config = await loadConfig(configFile, loadOptions());
+  } catch (error) {
+    process.stderr.write(`${describe(error)}\n`);
+    return 3;
+  }
+  const spec = config.checks.find((check) => check.id === checkId);
+  if (!spec) {
+    process.stderr.write(`vigil once: no check "${checkId}" in ${configFile} (known: ${config.checks.map((check) => check.id).join(', ') || 'none'})\n`);
+    return 3;
+  }
+  const logger = pino({ level: 'warn' }, pino.destination(2));
+  const check = { spec, state: initialCheckState, dueAt: Date.now(), slotAt: Date.now() };
+  const run = await runCheck(check, {
+    commands: config.commands,
+    clock: systemClock,
+    logger: logger.child({ checkId, command: spec.command }),
+    stopSignal: new AbortController().signal,
+  });
+  if (run.kind !== 'result') return 3;
+  process.stdout.write(json ? `${JSON.stringify({ check: checkId, ...run.result })}\n` : `${formatResult(checkId, run.result)}\n`);
+  return stateCode(run.result.state);
+}
+
+/** Nagios plugin style: `db-port CRIT refused: connection refused | connect_time=0.4ms;100;300`. */
+function formatResult(checkId: string, result: Result): string {
+  const perfdata = result.metrics.map((metric) => `${metric.name}=${metric.value}${metric.unit};${metric.warn ?? ''};${metric.crit ?? ''}`.replace(/;+$/, ''));
+  const line = `${checkId} ${result.state.toUpperCase()} ${result.reason}: ${result.message}`;
+  return perfdata.length > 0 ? `${line} | ${perfdata.join(' ')}` : line;
+}
+
+async function run(configFile: string, level: string): Promise<number> {
+  const logger: Logger = pino({ level });
+  let daemon;
+  try {
+    daemon = await startDaemon({ configFile, logger });
+  } catch (error) {
+    logger.fatal({ err: error instanceof ValidationError ? undefined : error }, describe(error));
+    logger.flush();
+    return 1;
+  }
+  const running = daemon;
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection (ignored; vigil keeps running)'));
+  process.on('SIGHUP', () => void running.reload());
+  return new Promise<number>((resolveExit) => {
+    let signals = 0;
+    const onStop = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        logger.flush();
+        process.exit(1);
+      }
+      logger.info({ signal }, 'stopping gracefully (send the signal again to force)');
+      running.stop().then(
+        () => resolveExit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'stop failed');
+          resolveExit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+  });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`vigil: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

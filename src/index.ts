@@ -1,0 +1,42 @@
+/**
+ * vigil — a check poller and heartbeat monitor on one Node.js event loop.
+ *
+ * Glossary:
+ * - Check: one thing to watch (CheckSpec), with its runtime state (CheckState) and next due time.
+ * - Command: performs a kind of check (`tcp`, …): parses its attributes once, then `run` → outcome.
+ * - Result: one run's outcome: state `ok`/`warn`/`crit`/`unknown`, reason, message, Metrics, timing.
+ * - Incident: an outage of one check, opened on a HARD non-OK state and resolved on recovery.
+ * - Handler: receives every outcome (`mutate` in order, then `process` concurrently).
+ * - Queue: where checks wait (MemoryQueue, TrackedMemoryPool).
+ * - Server: the loop that claims due checks, runs them, and gives them back.
+ */
+export { Server, type ServerOptions, type ServerStats } from './server/server.js';
+export type { ServerEvents, CheckStartEvent, CheckFinishEvent, IncidentEventPayload, ServerErrorEvent } from './server/events.js';
+export { systemClock, type Clock } from './server/clock.js';
+export { runCheck, type RunOutcome } from './server/run-check.js';
+export { startDaemon, type Daemon, type DaemonOptions } from './server/daemon.js';
+export { loadConfig, parseConfig, configJsonSchema, type VigilConfig } from './server/config.js';
+export { ValidationError, type Issue } from './server/validation.js';
+export { duration, integer, port, nonEmptyString, parseDuration } from './server/schema-types.js';
+
+export type { Queue, QueueEvent } from './queues/queue.js';
+export { MemoryQueue } from './queues/memory-queue.js';
+export { TrackedMemoryPool, type CheckStatus } from './queues/tracked-memory-pool.js';
+
+export { initialCheckState, type Check, type CheckSpec, type CheckState, type StateType } from './checks/check.js';
+export { transition, acknowledge, type Transition } from './checks/state-machine.js';
+
+export { defineCommand, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
+export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
+
+export { defineHandler, type Handler, type HandlerType, type HandlerContext, type HandlerDeps, type Outcome } from './handlers/handler.js';
+export { logHandlerType } from './handlers/log-handler.js';
+export { prometheusHandlerType } from './handlers/prometheus-handler.js';
+export { builtinCommands, builtinHandlerTypes } from './builtins.js';
+
+export { States, stateCode, severity, type State, type Result, type CommandOutcome } from './results/result.js';
+export { gauge, counter, type Metric, type MetricKind } from './results/metric.js';
+export type { Incident, IncidentEvent, IncidentEventType } from './results/incident.js';
+
+/** zod, for plugin authors who describe their attributes with `defineCommand`. */
+export { z } from 'zod';

@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
+import type { Handler } from '../handlers/handler.js';
+import { loadState, restoredDueAt, StateFileWriter } from '../queues/state-file.js';
+import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
+import { loadConfig, type VigilConfig } from './config.js';
+import { diffChecks } from './config-diff.js';
+import { startHttpEndpoint, type HttpEndpoint } from './http-endpoint.js';
+import { startInstance, type InstanceIdentity } from './instance.js';
+import { Server } from './server.js';
+import { ValidationError } from './validation.js';
+import { version } from './version.js';
+
+export interface DaemonOptions {
+  /** The YAML config file. */
+  readonly configFile: string;
+  readonly logger: Logger;
+  /** Variables for `${VAR}` substitution; default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** What a reload did: the check changes applied, or why the new config was rejected. */
+export type ReloadReport =
+  | { readonly ok: true; readonly added: number; readonly removed: number; readonly changed: number; readonly unchanged: number }
+  | { readonly ok: false; readonly error: string };
+
+/** A running `vigil run`: the server, its queue, its HTTP endpoint and its state file. */
+export interface Daemon {
+  readonly server: Server;
+  readonly pool: TrackedMemoryPool;
+  readonly identity: InstanceIdentity;
+  /** Where `/metrics` and `/healthz` are served. */
+  readonly url: string;
+  /** Reads the config file again and applies the difference in checks; an invalid file changes nothing. */
+  reload(): Promise<ReloadReport>;
+  /** Stops gracefully (idempotent): drains running checks, saves state, closes the endpoint. */
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The state file of the memory queue, in the data dir. */
+export function stateFilePath(dataDir: string): string {
+  return join(dataDir, 'state.json');
+}
+
+/**
+ * Starts vigil as `vigil run` does: config → instance identity → metrics registry → handlers → queue
+ * (with the saved state) → server → HTTP endpoint → periodic state saving. What was started is released
+ * in reverse order when a later step fails, and on stop.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { configFile, logger, env } = options;
+  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands(), handlerTypes: builtinHandlerTypes() });
+  let config = await load();
+  const { server: settings } = config;
+
+  const identity = await startInstance(settings.dataDir, Date.now(), logger);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const handlers: Handler[] = config.handlers.map((entry) => {
+    const type = config.handlerTypes.get(entry.type);
+    if (!type) throw new Error(`handler "${entry.name}" has unknown type "${entry.type}"`);
+    return type.create(entry.name, entry.options, { logger, registry });
+  });
+
+  const pool = new TrackedMemoryPool();
+  const stateFile = stateFilePath(settings.dataDir);
+  const saved = await loadState(stateFile, logger);
+  const now = Date.now();
+  let restored = 0;
+  for (const spec of config.checks) {
+    const previous = saved.get(spec.id);
+    if (previous) restored++;
+    pool.add(spec, previous ? { state: previous.state, dueAt: restoredDueAt(previous, spec, now) } : {});
+  }
+
+  const server = new Server({
+    queue: pool,
+    commands: config.commands.values(),
+    handlers,
+    logger,
+    concurrency: settings.concurrency,
+    stopTimeoutMs: settings.stopTimeoutMs,
+    handlerTimeoutMs: settings.handlerTimeoutMs,
+  });
+  const startedAt = Date.now();
+  let http: HttpEndpoint;
+  try {
+    http = await startHttpEndpoint({
+      host: settings.host,
+      port: settings.port,
+      registry,
+      logger,
+      health: () => ({
+        status: server.stopping ? 'stopping' : 'ok',
+        instanceId: identity.id,
+        epoch: identity.epoch,
+        version,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        checks: pool.size,
+      }),
+    });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  const writer = new StateFileWriter({ file: stateFile, source: () => pool.list(), intervalMs: settings.stateSaveIntervalMs, logger });
+  writer.start();
+  server.start();
+  logger.info({ url: http.url, checks: pool.size, restored, instanceId: identity.id, epoch: identity.epoch, config: configFile, version }, 'vigil started');
+
+  async function reload(): Promise<ReloadReport> {
+    let next: VigilConfig;
+    try {
+      next = await load();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error({ issues: error instanceof ValidationError ? error.issues : undefined }, `config reload rejected, the running config stays: ${message}`);
+      return { ok: false, error: message };
+    }
+    const missing = missingPieces(next, config, handlers);
+    if (missing) {
+      logger.error(`config reload rejected, the running config stays: ${missing} (restart vigil to load them)`);
+      return { ok: false, error: missing };
+    }
+    for (const section of ['server', 'queue', 'handlers'] as const) {
+      if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
+    }
+    const diff = diffChecks(config.checks, next.checks);
+    for (const id of diff.removed) pool.remove(id);
+    for (const spec of diff.changed) pool.update(spec);
+    for (const spec of diff.added) pool.add(spec);
+    config = next;
+    const report = { ok: true as const, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, unchanged: diff.unchanged.length };
+    logger.info(report, 'config reloaded');
+    return report;
+  }
+
+  let stopped: Promise<void> | null = null;
+  async function shutdown(): Promise<void> {
+    logger.info('stopping');
+    await server.stop();
+    await writer.stop();
+    await http.close();
+    logger.info('vigil stopped');
+  }
+  const stop = (): Promise<void> => (stopped ??= shutdown());
+
+  return { server, pool, identity, url: http.url, reload, stop, [Symbol.asyncDispose]: stop };
+}
+
+/** A command or handler the new config's checks use that the running server was not built with. */
+function missingPieces(next: VigilConfig, running: VigilConfig, handlers: readonly Handler[]): string | null {
+  const handlerNames = new Set(handlers.map((handler) => handler.name));
+  for (const spec of next.checks) {
+    if (!running.commands.has(spec.command)) return `check "${spec.id}" uses command "${spec.command}", which the running vigil has not loaded`;
+    const unknown = spec.handlers.find((name) => !handlerNames.has(name));
+    if (unknown !== undefined) return `check "${spec.id}" uses handler "${unknown}", which the running vigil has not created`;
+  }
+  return null;
+}
