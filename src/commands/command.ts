@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { CheckRegistry } from '../queues/check-registry.js';
 import type { CommandOutcome, Result } from '../results/result.js';
 import { fromZodError, type Issue } from '../server/validation.js';
 
@@ -14,6 +15,8 @@ export interface CommandContext {
   readonly logger: Logger;
   /** The previous run's Result; `null` on the first run. */
   readonly previous: Result | null;
+  /** The server's checks, when its queue can change them at runtime; for commands that manage checks. */
+  readonly checks?: CheckRegistry;
 }
 
 /** The outcome of parsing attributes: the typed value, or every problem with a path inside the attributes. */

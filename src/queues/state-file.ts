@@ -69,16 +69,30 @@ export async function loadState(file: string, logger: Logger): Promise<Map<strin
   return saved;
 }
 
+/** Where a restored check stands in its schedule: next due time (`null`: a finished one-shot) and grid anchor. */
+export interface RestoredSchedule {
+  readonly dueAt: number | null;
+  readonly slotAt: number;
+}
+
 /**
- * When a restored check runs first: its saved due time while that is still ahead, otherwise (vigil was
+ * When a restored check runs next: its saved due time while that is still ahead, otherwise (vigil was
  * down past it) its spread first slot, so a restart does not run every overdue check at once. A saved
  * due time further ahead than the check's interval (or retry interval) could ever put it is from an
- * older config with a longer interval, and is not kept either.
+ * older config with a longer interval, and is not kept either. A check saved mid-retry keeps its grid
+ * anchor, so it returns to its own slots afterwards; a one-shot check that had finished stays finished.
  */
-export function restoredDueAt(saved: SavedCheck, spec: CheckSpec, now: number): number {
+export function restoredSchedule(saved: SavedCheck, spec: CheckSpec, now: number): RestoredSchedule {
+  if (spec.intervalMs === null && saved.state.lastResult !== null && saved.state.stateType === 'hard') {
+    return { dueAt: null, slotAt: saved.slotAt };
+  }
   const furthest = spec.intervalMs === null ? Infinity : now + Math.max(spec.intervalMs, spec.retryIntervalMs);
-  if (saved.dueAt > now && saved.dueAt <= furthest) return saved.dueAt;
-  return firstDueAt(spec.id, spec.intervalMs, now);
+  if (saved.dueAt > now && saved.dueAt <= furthest) {
+    const retrying = saved.dueAt !== saved.slotAt && spec.intervalMs !== null && saved.slotAt <= saved.dueAt;
+    return { dueAt: saved.dueAt, slotAt: retrying ? saved.slotAt : saved.dueAt };
+  }
+  const dueAt = firstDueAt(spec.id, spec.intervalMs, now);
+  return { dueAt, slotAt: dueAt };
 }
 
 export interface StateFileWriterOptions {

@@ -1,6 +1,7 @@
 import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
 import { firstDueAt } from '../checks/schedule.js';
 import { MemoryQueue } from './memory-queue.js';
+import type { CheckRegistry } from './check-registry.js';
 import type { Queue, QueueEvent } from './queue.js';
 
 /** How a tracked check stands: waiting in line, running (claimed), or done (a finished one-shot check). */
@@ -25,7 +26,7 @@ export interface TrackedMemoryPoolOptions {
  * also while one runs. A check removed while running is not put back; one updated while running
  * completes its run with the old spec and runs with the new one from its next run.
  */
-export class TrackedMemoryPool implements Queue {
+export class TrackedMemoryPool implements Queue, CheckRegistry {
   readonly #queue = new MemoryQueue();
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
@@ -37,16 +38,18 @@ export class TrackedMemoryPool implements Queue {
   }
 
   /**
-   * Adds a check. Its first run is spread across its interval by its id, unless `dueAt` is given
-   * (a restored check keeps its place). Throws when the id is taken.
+   * Adds a check. Its first run is spread across its interval by its id, unless `restored` says
+   * otherwise: a restored check keeps its state and its place (`dueAt` null: a one-shot check that
+   * already finished). Throws when the id is taken.
    */
-  add(spec: CheckSpec, restored: { state?: CheckState; dueAt?: number } = {}): Check {
+  add(spec: CheckSpec, restored: { state?: CheckState; dueAt?: number | null; slotAt?: number } = {}): Check {
     // A check removed while it runs stays tracked until its run completes; its id is free again.
     if (this.#tracked.get(spec.id)?.removed === false) throw new Error(`check "${spec.id}" already exists`);
-    const dueAt = restored.dueAt ?? firstDueAt(spec.id, spec.intervalMs, this.#now());
-    const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt, slotAt: dueAt };
-    this.#tracked.set(spec.id, { check, status: 'waiting', removed: false, nextSpec: null });
-    this.#queue.push(check);
+    const dueAt = restored.dueAt === undefined ? firstDueAt(spec.id, spec.intervalMs, this.#now()) : restored.dueAt;
+    const slotAt = restored.slotAt ?? dueAt ?? this.#now();
+    const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt: dueAt ?? slotAt, slotAt };
+    this.#tracked.set(spec.id, { check, status: dueAt === null ? 'done' : 'waiting', removed: false, nextSpec: null });
+    if (dueAt !== null) this.#queue.push(check);
     return check;
   }
 

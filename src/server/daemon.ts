@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
 import type { Handler } from '../handlers/handler.js';
-import { loadState, restoredDueAt, StateFileWriter } from '../queues/state-file.js';
+import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
 import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
 import { loadConfig, type VigilConfig } from './config.js';
 import { diffChecks } from './config-diff.js';
@@ -74,7 +74,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   for (const spec of config.checks) {
     const previous = saved.get(spec.id);
     if (previous) restored++;
-    pool.add(spec, previous ? { state: previous.state, dueAt: restoredDueAt(previous, spec, now) } : {});
+    pool.add(spec, previous ? { state: previous.state, ...restoredSchedule(previous, spec, now) } : {});
   }
 
   const server = new Server({

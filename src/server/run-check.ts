@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
 import type { AnyCommand, CommandContext } from '../commands/command.js';
+import type { CheckRegistry } from '../queues/check-registry.js';
 import { EngineReasons, toResult, type CommandOutcome, type Result } from '../results/result.js';
 import type { Clock } from './clock.js';
 
@@ -11,6 +12,8 @@ export interface RunCheckDeps {
   readonly logger: Logger;
   /** Aborted when the server gives up waiting for in-flight runs at stop. */
   readonly stopSignal: AbortSignal;
+  /** Passed to the command as `ctx.checks`. */
+  readonly checks?: CheckRegistry | undefined;
 }
 
 /** A run's Result, or `shutdown` when the server stopped it before it finished (no Result counts). */
@@ -56,7 +59,14 @@ export async function runCheck(check: Check, deps: RunCheckDeps): Promise<RunOut
   if (stopSignal.aborted) onStop();
   else stopSignal.addEventListener('abort', onStop, { once: true });
 
-  const ctx: CommandContext = { checkId: spec.id, signal: controller.signal, deadline, logger: deps.logger, previous: check.state.lastResult };
+  const ctx: CommandContext = {
+    checkId: spec.id,
+    signal: controller.signal,
+    deadline,
+    logger: deps.logger,
+    previous: check.state.lastResult,
+    ...(deps.checks ? { checks: deps.checks } : {}),
+  };
   let outcome: CommandOutcome | typeof SHUTDOWN | typeof ABANDONED;
   try {
     const running = command.run(spec.attributes, ctx);

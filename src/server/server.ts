@@ -6,9 +6,10 @@ import { nextSlot } from '../checks/schedule.js';
 import { acknowledge as acknowledgeIncident, transition } from '../checks/state-machine.js';
 import type { AnyCommand } from '../commands/command.js';
 import type { Handler, Outcome } from '../handlers/handler.js';
+import { isCheckRegistry, type CheckRegistry } from '../queues/check-registry.js';
 import type { Queue, QueueEvent } from '../queues/queue.js';
-import type { Incident, IncidentEvent } from '../results/incident.js';
-import type { Result } from '../results/result.js';
+import type { Incident } from '../results/incident.js';
+import { toResult, type CommandOutcome, type Result } from '../results/result.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ServerEvents } from './events.js';
 import { HandlerChain } from './handler-chain.js';
@@ -49,14 +50,6 @@ export interface ServerStats {
   readonly waiting: number;
 }
 
-interface CheckLookup {
-  get(id: string): Check | undefined;
-}
-
-function isCheckLookup(queue: Queue): queue is Queue & CheckLookup {
-  return typeof (queue as Partial<CheckLookup>).get === 'function';
-}
-
 /**
  * The loop: one timer armed for the earliest due check; due checks are claimed up to the free
  * concurrency, run under their timeout, passed through the state machine and the handlers, and given
@@ -64,6 +57,7 @@ function isCheckLookup(queue: Queue): queue is Queue & CheckLookup {
  */
 export class Server extends EventEmitter<ServerEvents> implements AsyncDisposable {
   readonly #queue: Queue;
+  readonly #registry: CheckRegistry | undefined;
   readonly #commands: ReadonlyMap<string, AnyCommand>;
   readonly #chain: HandlerChain;
   readonly #logger: Logger;
@@ -91,6 +85,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   constructor(options: ServerOptions) {
     super();
     this.#queue = options.queue;
+    this.#registry = isCheckRegistry(options.queue) ? options.queue : undefined;
     this.#commands = new Map([...options.commands].map((command) => [command.name, command]));
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
@@ -163,20 +158,50 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
 
   /**
    * Acknowledges a check's open incident and passes the acknowledgement to its handlers. Returns the
-   * acknowledged incident, or `null` when the check has no open unacknowledged incident. The queue must
-   * be able to look checks up by id (TrackedMemoryPool can).
+   * acknowledged incident, or `null` when the check has no open unacknowledged incident.
    */
   async acknowledge(checkId: string): Promise<Incident | null> {
-    if (!isCheckLookup(this.#queue)) throw new Error('this queue cannot look checks up by id');
-    const check = this.#queue.get(checkId);
-    if (!check) throw new Error(`check "${checkId}" does not exist`);
+    const check = this.#check(checkId);
     const step = acknowledgeIncident(check.state, this.#clock.now());
     if (!step?.event || !check.state.lastResult) return null;
     const previous = check.state;
     check.state = step.state;
     const logger = this.#logger.child({ checkId, command: check.spec.command });
-    await this.#handle(check, { check: check.spec, result: previous.lastResult as Result, state: step.state, previous, incident: step.event, logger });
-    return step.event.incident;
+    const outcome = await this.#mutate(check, { check: check.spec, result: previous.lastResult as Result, state: step.state, previous, incident: step.event, logger });
+    this.#publish(outcome);
+    return outcome.incident?.incident ?? step.event.incident;
+  }
+
+  /**
+   * Applies a result that arrived from outside (a pushed heartbeat, a message from another vigil) as if
+   * the check had run: the same state machine, events and handlers. The check's schedule is unchanged.
+   */
+  async submit(checkId: string, outcome: CommandOutcome, timing: { startedAt?: number; durationMs?: number } = {}): Promise<Result> {
+    const check = this.#check(checkId);
+    const now = this.#clock.now();
+    const result = toResult(outcome, timing.startedAt ?? now, timing.durationMs ?? 0);
+    const previous = check.state;
+    const step = transition(check.spec, previous, result, now);
+    this.#runs++;
+    const logger = this.#logger.child({ checkId, command: check.spec.command, passive: true });
+    const mutated = await this.#mutate(check, { check: check.spec, result, state: step.state, previous, incident: step.event, logger });
+    this.emit('check:finish', { check: check.spec, result, state: check.state, lagMs: 0, nextDueAt: check.dueAt, missedSlots: 0 });
+    this.#publish(mutated);
+    return result;
+  }
+
+  /** Makes a check due now (unless it is running). Returns false when it is running. */
+  runNow(checkId: string): boolean {
+    this.#check(checkId);
+    return (this.#registry as CheckRegistry).reschedule(checkId, this.#clock.now());
+  }
+
+  /** The check with this id from a queue that can look checks up; throws otherwise. */
+  #check(checkId: string): Check {
+    if (!this.#registry) throw new Error('this queue cannot look checks up by id');
+    const check = this.#registry.get(checkId);
+    if (!check) throw new Error(`check "${checkId}" does not exist`);
+    return check;
   }
 
   #onQueueEvent(event: QueueEvent): void {
@@ -247,7 +272,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
         logger.warn({ lagMs, dueAt: new Date(check.dueAt).toISOString() }, 'check started late');
       }
       this.emit('check:start', { check, lagMs });
-      const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, stopSignal: this.#stopController.signal });
+      const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, stopSignal: this.#stopController.signal, checks: this.#registry });
       if (run.kind === 'shutdown') return await this.#queue.complete(check, check.dueAt);
       await this.#settle(check, run.result, lagMs, logger);
     } catch (error) {
@@ -281,31 +306,23 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       }
     }
 
-    const handlers = this.#chain.resolve(spec.handlers);
-    let outcome: Outcome = { check: spec, result, state: step.state, previous, incident: step.event, logger };
-    outcome = await this.#chain.mutate(outcome, handlers);
-    check.state = withIncidentFrom(outcome);
+    const outcome = await this.#mutate(check, { check: spec, result, state: step.state, previous, incident: step.event, logger });
     await this.#queue.complete(check, nextDueAt);
-
     this.emit('check:finish', { check: spec, result, state: check.state, lagMs, nextDueAt, missedSlots });
-    if (outcome.incident) this.#emitIncident(outcome.incident, outcome);
-    this.#track(this.#chain.process(outcome, handlers));
+    this.#publish(outcome);
   }
 
-  /** Handlers for an outcome that is not a run (an acknowledgement). */
-  async #handle(check: Check, outcome: Outcome): Promise<void> {
-    const handlers = this.#chain.resolve(check.spec.handlers);
-    const mutated = await this.#chain.mutate(outcome, handlers);
+  /** Runs the check's `mutate` hooks and keeps the state they leave (an enriched incident). */
+  async #mutate(check: Check, outcome: Outcome): Promise<Outcome> {
+    const mutated = await this.#chain.mutate(outcome, this.#chain.resolve(check.spec.handlers));
     check.state = withIncidentFrom(mutated);
-    if (mutated.incident) this.#emitIncident(mutated.incident, mutated);
-    await this.#chain.process(mutated, handlers);
+    return mutated;
   }
 
-  #emitIncident(event: IncidentEvent, outcome: Outcome): void {
-    this.emit(`incident:${event.type}`, { check: outcome.check, incident: event.incident });
-  }
-
-  #track(work: Promise<void>): void {
+  /** Emits the incident event and runs the `process` hooks in the background (stop waits for them). */
+  #publish(outcome: Outcome): void {
+    if (outcome.incident) this.emit(`incident:${outcome.incident.type}`, { check: outcome.check, incident: outcome.incident.incident });
+    const work = this.#chain.process(outcome, this.#chain.resolve(outcome.check.handlers));
     this.#handlerWork.add(work);
     void work.finally(() => this.#handlerWork.delete(work));
   }

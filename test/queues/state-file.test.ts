@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { initialCheckState, type Check, type CheckState } from '../../src/checks/check.js';
 import { firstDueAt } from '../../src/checks/schedule.js';
-import { loadState, restoredDueAt, saveState, StateFileWriter, type SavedCheck } from '../../src/queues/state-file.js';
+import { loadState, restoredSchedule, saveState, StateFileWriter, type SavedCheck } from '../../src/queues/state-file.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
 
@@ -159,28 +159,31 @@ describe('saveState and loadState', () => {
   });
 });
 
-describe('restoredDueAt', () => {
+describe('restoredSchedule', () => {
   const spec = checkSpec({ id: 'db', intervalMs: 60_000, retryIntervalMs: 15_000 });
 
-  it('keeps a saved due time that is still ahead', () => {
-    expect(restoredDueAt({ state: downState, dueAt: T0 + 40_000, slotAt: T0 - 20_000 }, spec, T0)).toBe(T0 + 40_000);
+  it('keeps a saved due time that is still ahead, and the grid anchor of a check saved mid-retry', () => {
+    expect(restoredSchedule({ state: downState, dueAt: T0 + 40_000, slotAt: T0 + 40_000 }, spec, T0)).toEqual({ dueAt: T0 + 40_000, slotAt: T0 + 40_000 });
+    expect(restoredSchedule({ state: downState, dueAt: T0 + 10_000, slotAt: T0 - 20_000 }, spec, T0)).toEqual({ dueAt: T0 + 10_000, slotAt: T0 - 20_000 });
   });
 
   it('spreads a check whose due time passed while vigil was down over its interval', () => {
-    const dueAt = restoredDueAt({ state: downState, dueAt: T0 - 3_600_000, slotAt: T0 - 3_600_000 }, spec, T0);
+    const { dueAt, slotAt } = restoredSchedule({ state: downState, dueAt: T0 - 3_600_000, slotAt: T0 - 3_600_000 }, spec, T0);
     expect(dueAt).toBe(firstDueAt('db', 60_000, T0));
+    expect(slotAt).toBe(dueAt);
     expect(dueAt).toBeGreaterThanOrEqual(T0);
     expect(dueAt).toBeLessThan(T0 + 60_000);
-    expect(restoredDueAt({ state: downState, dueAt: T0, slotAt: T0 }, spec, T0)).toBe(firstDueAt('db', 60_000, T0));
+    expect(restoredSchedule({ state: downState, dueAt: T0, slotAt: T0 }, spec, T0).dueAt).toBe(firstDueAt('db', 60_000, T0));
   });
 
   it('does not keep a due time further ahead than the configured interval allows', () => {
-    expect(restoredDueAt({ state: downState, dueAt: T0 + 86_400_000, slotAt: T0 }, spec, T0)).toBe(firstDueAt('db', 60_000, T0));
+    expect(restoredSchedule({ state: downState, dueAt: T0 + 86_400_000, slotAt: T0 }, spec, T0).dueAt).toBe(firstDueAt('db', 60_000, T0));
   });
 
-  it('runs an overdue one-shot check now', () => {
+  it('runs an overdue one-shot check that had not finished now, and leaves a finished one finished', () => {
     const once = checkSpec({ id: 'once', intervalMs: null });
-    expect(restoredDueAt({ state: initialCheckState, dueAt: T0 - 1, slotAt: T0 - 1 }, once, T0)).toBe(T0);
+    expect(restoredSchedule({ state: initialCheckState, dueAt: T0 - 1, slotAt: T0 - 1 }, once, T0).dueAt).toBe(T0);
+    expect(restoredSchedule({ state: downState, dueAt: T0 - 1, slotAt: T0 - 1 }, once, T0).dueAt).toBeNull();
   });
 });
 

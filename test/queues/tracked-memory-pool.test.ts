@@ -80,6 +80,15 @@ describe('TrackedMemoryPool.add', () => {
     expect(await pool.nextDueAt()).toBe(T0 + 1_234);
   });
 
+  it('restores a grid anchor, and a finished one-shot check as done and out of line', async () => {
+    const { pool } = setup();
+    expect(pool.add(checkSpec({ id: 'retrying' }), { dueAt: T0 + 5_000, slotAt: T0 - 30_000 })).toMatchObject({ dueAt: T0 + 5_000, slotAt: T0 - 30_000 });
+    pool.add(checkSpec({ id: 'finished', intervalMs: null }), { state: downState, dueAt: null, slotAt: T0 - 1 });
+    expect(pool.status('finished')).toBe('done');
+    expect(pool.claimSync(T0 + 60_000, 10).map((check) => check.spec.id)).toEqual(['retrying']);
+    expect(await pool.count()).toBe(2);
+  });
+
   it('throws for an id that is taken', () => {
     const { pool } = setup();
     pool.add(checkSpec({ id: 'a' }));

@@ -169,6 +169,40 @@ describe('Server', () => {
     await server.stop();
   });
 
+  it('applies a submitted (passive) result through the state machine and handlers, leaving the schedule alone', async () => {
+    const seen: Outcome[] = [];
+    const pool = new TrackedMemoryPool();
+    pool.add(checkSpec({ id: 'p', handlers: ['rec'] }), { dueAt: T0 + 60_000 });
+    const server = new Server({ queue: pool, commands: [noopCommand], handlers: [recorder('rec', seen)], logger: silentLogger() });
+    const opened: IncidentEventPayload[] = [];
+    server.on('incident:open', (event) => opened.push(event));
+    server.start();
+    const result = await server.submit('p', outcome('crit', 'heartbeat-missed'), { durationMs: 12 });
+    expect(result).toMatchObject({ state: 'crit', reason: 'heartbeat-missed', startedAt: T0, durationMs: 12 });
+    expect(opened).toHaveLength(1);
+    expect(pool.get('p')).toMatchObject({ dueAt: T0 + 60_000, state: { hardState: 'crit', incident: { reason: 'heartbeat-missed' } } });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seen.map((o) => o.incident?.type)).toEqual(['open']);
+    await expect(server.submit('missing', outcome('ok'))).rejects.toThrow('check "missing" does not exist');
+    await server.stop();
+  });
+
+  it('runs a check now on request, but not one that is running', async () => {
+    const pool = new TrackedMemoryPool();
+    pool.add(checkSpec({ id: 'n', command: 'slow' }), { dueAt: T0 + 60_000 });
+    const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 1_000)], logger: silentLogger() });
+    const starts: number[] = [];
+    server.on('check:start', () => starts.push(Date.now() - T0));
+    server.start();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(server.runNow('n')).toBe(true);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(starts).toEqual([5_000]);
+    expect(server.runNow('n')).toBe(false);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await server.stop();
+  });
+
   it('tells handlers when a check is removed', async () => {
     const removed: string[] = [];
     const pool = new TrackedMemoryPool();
