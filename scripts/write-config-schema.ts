@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { builtinCommands, builtinHandlerTypes } from '../src/builtins.js';
-import { configJsonSchema } from '../src/server/config.js';
+import { configJsonSchema } from '../src/server/config-schema.js';
 
 /** The package root: the nearest directory above this script with a package.json (it runs from source or from dist). */
 function packageRoot(): string {

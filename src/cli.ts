@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { realpath } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
@@ -8,6 +9,9 @@ import { builtinCommands, builtinHandlerTypes } from './builtins.js';
 import { initialCheckState } from './checks/check.js';
 import { stateCode, type Result } from './results/result.js';
 import { loadConfig } from './server/config.js';
+import type { Health } from './server/http-endpoint.js';
+import { EXIT_PATH_CHANGED, watchRealPath } from './server/path-watch.js';
+import { acquirePidfile } from './server/pidfile.js';
 import { startDaemon } from './server/daemon.js';
 import { systemClock } from './server/clock.js';
 import { runCheck } from './server/run-check.js';
@@ -17,7 +21,8 @@ import { version } from './server/version.js';
 const USAGE = `vigil ${version} — check poller and heartbeat monitor
 
 Usage:
-  vigil run [-c FILE] [--log-level LEVEL]   run the daemon
+  vigil run [-c FILE] [--log-level LEVEL] [--pidfile FILE]   run the daemon
+  vigil status [-c FILE]                    is the daemon of this config running? exit 0 yes, 3 no
   vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
   vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
   vigil COMMAND --help                      help for one command
@@ -26,13 +31,19 @@ The config file is -c FILE, else $VIGIL_CONFIG, else ./config/vigil.yaml, else t
 that ships with vigil.`;
 
 const HELP: Record<string, string> = {
-  run: `Usage: vigil run [-c FILE] [--log-level LEVEL]
+  run: `Usage: vigil run [-c FILE] [--log-level LEVEL] [--pidfile FILE]
 
 Runs the daemon: polls the config's checks, serves /metrics and /healthz.
   -c, --config FILE    config file (default: $VIGIL_CONFIG, ./config/vigil.yaml, the bundled example)
   --log-level LEVEL    trace, debug, info (default, or $VIGIL_LOG_LEVEL), warn, error, silent
+  --pidfile FILE       write the pid here (refused while another live vigil holds it); removed on stop
 Signals: SIGTERM/SIGINT stop gracefully (exit 0; a second one forces exit 1),
-SIGHUP reloads the config (an invalid one is rejected and the running one stays).`,
+SIGHUP reloads the config (an invalid one is rejected and the running one stays).
+With server.exitOnPathChange, a changed install directory stops vigil with exit code 75.`,
+  status: `Usage: vigil status [-c FILE]
+
+Asks /healthz at the config's server address. Exit 0 when vigil answers (running, or stopping),
+3 when nothing answers, 4 when the config does not say where (port 0) or cannot be read.`,
   validate: `Usage: vigil validate [-c FILE]
 
 Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.`,
@@ -46,6 +57,7 @@ Runs one check of the config once and prints its Result. The exit code is the Na
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
   'log-level': { type: 'string' },
+  pidfile: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -83,7 +95,9 @@ async function main(argv: readonly string[]): Promise<number> {
   const configFile = resolveConfigFile(values.config);
   switch (command) {
     case 'run':
-      return run(configFile, values['log-level'] ?? process.env.VIGIL_LOG_LEVEL ?? 'info');
+      return run(configFile, values['log-level'] ?? process.env.VIGIL_LOG_LEVEL ?? 'info', values.pidfile);
+    case 'status':
+      return status(configFile);
     case 'validate':
       return validate(configFile);
     default: {
@@ -153,13 +167,47 @@ function formatResult(checkId: string, result: Result): string {
   return perfdata.length > 0 ? `${line} | ${perfdata.join(' ')}` : line;
 }
 
-async function run(configFile: string, level: string): Promise<number> {
+async function status(configFile: string): Promise<number> {
+  let config;
+  try {
+    config = await loadConfig(configFile, loadOptions());
+  } catch (error) {
+    process.stderr.write(`${describe(error)}\n`);
+    return 4;
+  }
+  const { host, port } = config.server;
+  if (port === 0) {
+    process.stderr.write(`vigil status: ${configFile} sets server.port 0 (any free port), so there is no address to ask\n`);
+    return 4;
+  }
+  // A daemon listening on every address answers on loopback.
+  const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  const url = `http://${address}:${port}/healthz`;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+    const health = (await response.json()) as Health;
+    process.stdout.write(`vigil ${health.status} at ${url}: instance ${health.instanceId} epoch ${health.epoch}, version ${health.version}, up ${health.uptimeSeconds} s, ${health.checks} checks\n`);
+    return 0;
+  } catch (error) {
+    process.stdout.write(`vigil is not running at ${url} (${describe(error instanceof Error && error.cause instanceof Error ? error.cause : error)})\n`);
+    return 3;
+  }
+}
+
+async function run(configFile: string, level: string, pidfile: string | undefined): Promise<number> {
   const logger: Logger = pino({ level });
+  const releases: (() => Promise<void> | void)[] = [];
+  // The install directory as the process was started through it (argv[1] is dist/cli.js), links
+  // unresolved, and the release it resolves to now, before anything can switch it.
+  const installDir = dirname(dirname(resolve(process.argv[1] ?? '.')));
+  const startedFrom = await realpath(installDir);
   let daemon;
   try {
+    if (pidfile !== undefined) releases.push(await acquirePidfile(resolve(pidfile)));
     daemon = await startDaemon({ configFile, logger });
   } catch (error) {
     logger.fatal({ err: error instanceof ValidationError ? undefined : error }, describe(error));
+    for (const release of releases.reverse()) await release();
     logger.flush();
     return 1;
   }
@@ -167,25 +215,41 @@ async function run(configFile: string, level: string): Promise<number> {
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection (ignored; vigil keeps running)'));
   process.on('SIGHUP', () => void running.reload());
   return new Promise<number>((resolveExit) => {
-    let signals = 0;
-    const onStop = (signal: NodeJS.Signals): void => {
-      signals++;
-      if (signals > 1) {
+    let stopping = false;
+    const stop = (code: number): void => {
+      stopping = true;
+      running
+        .stop()
+        .then(async () => {
+          for (const release of releases.reverse()) await release();
+          resolveExit(code);
+        })
+        .catch((error: unknown) => {
+          logger.error({ err: error }, 'stop failed');
+          resolveExit(1);
+        });
+    };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
         logger.warn({ signal }, 'second signal: exiting without waiting');
         logger.flush();
         process.exit(1);
       }
       logger.info({ signal }, 'stopping gracefully (send the signal again to force)');
-      running.stop().then(
-        () => resolveExit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'stop failed');
-          resolveExit(1);
-        },
-      );
+      stop(0);
     };
-    process.on('SIGTERM', onStop);
-    process.on('SIGINT', onStop);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    const { exitOnPathChange, pathCheckIntervalMs } = running.config.server;
+    if (exitOnPathChange) {
+      releases.push(
+        watchRealPath(installDir, startedFrom, pathCheckIntervalMs, (from, to) => {
+          if (stopping) return;
+          logger.warn({ installDir, from, to, exitCode: EXIT_PATH_CHANGED }, 'install directory changed: stopping so the supervisor starts the new release');
+          stop(EXIT_PATH_CHANGED);
+        }),
+      );
+    }
   });
 }
 

@@ -15,7 +15,8 @@ export type { ServerEvents, CheckStartEvent, CheckFinishEvent, IncidentEventPayl
 export { systemClock, type Clock } from './server/clock.js';
 export { runCheck, type RunOutcome } from './server/run-check.js';
 export { startDaemon, type Daemon, type DaemonOptions } from './server/daemon.js';
-export { loadConfig, parseConfig, configJsonSchema, type VigilConfig } from './server/config.js';
+export { loadConfig, parseConfig, type VigilConfig } from './server/config.js';
+export { configJsonSchema } from './server/config-schema.js';
 export { ValidationError, type Issue } from './server/validation.js';
 export { duration, integer, port, nonEmptyString, parseDuration } from './server/schema-types.js';
 

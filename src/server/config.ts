@@ -1,11 +1,14 @@
-import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { isScalar, LineCounter, parseDocument } from 'yaml';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import type { CheckSpec } from '../checks/check.js';
 import type { AnyCommand, ParseResult } from '../commands/command.js';
 import type { AnyHandlerType } from '../handlers/handler.js';
+import { substituteEnv } from './config-env.js';
+import { errorMessage, isMapping } from './config-util.js';
+import { loadPlugins } from './plugins.js';
+import { defaultPools, type PoolRouting, type PoolSpec } from './pools.js';
 import { duration, integer, nonEmptyString } from './schema-types.js';
 import { describeValue, formatIssue, formatPath, fromZodError, prefixIssues, ValidationError, type Issue } from './validation.js';
 
@@ -52,6 +55,16 @@ export interface ServerConfig {
   readonly handlerTimeoutMs: number;
   /** How often check state is saved to `dataDir` (`stateSaveInterval`); default 30 s. */
   readonly stateSaveIntervalMs: number;
+  /** Shares of the concurrency (`pools`); default `default` 90 % and `exec` 10 %. */
+  readonly pools: readonly PoolSpec[];
+  /** Where checks that name no pool run (`defaultPool`, `commandPools`). */
+  readonly poolRouting: PoolRouting;
+  /** Two checks with the same command and attributes never run at once; default true. */
+  readonly safeMode: boolean;
+  /** Stop with exit code 75 when the install directory's real path changes; default false. */
+  readonly exitOnPathChange: boolean;
+  /** How often that is looked at (`pathCheckInterval`); default 5 s. */
+  readonly pathCheckIntervalMs: number;
 }
 
 /** The validated, deeply frozen config. */
@@ -164,7 +177,8 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
     else references.push({ name, path: ['defaults', 'handlers', j] });
   });
 
-  const checks = parseChecks(root.checks, { defaults, commands, handlerNames }, issues, references);
+  const pools = resolvePools(server, issues);
+  const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames: new Set(pools.pools.map((pool) => pool.name)) }, issues, references);
 
   const configs = [...handlers.configs.values()];
   const implicit = new Set<string>();
@@ -195,6 +209,11 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
       stopTimeoutMs: server.stopTimeout,
       handlerTimeoutMs: server.handlerTimeout,
       stateSaveIntervalMs: server.stateSaveInterval,
+      pools: pools.pools,
+      poolRouting: pools.routing,
+      safeMode: server.safeMode,
+      exitOnPathChange: server.exitOnPathChange,
+      pathCheckIntervalMs: server.pathCheckInterval,
     },
     queue: { type: queue.type },
     defaults,
@@ -235,7 +254,8 @@ function handlerListField() {
     .meta({ description: 'Names of handlers (a `handlers:` entry or a handler type) that receive the outcomes, in order' });
 }
 
-const serverSchema = z.strictObject(
+/** The shape of the config's `server:` section (durations in ms after parsing). */
+export const serverSchema = z.strictObject(
   {
     host: nonEmptyString('a host name or address').default('127.0.0.1').meta({ description: 'Address the HTTP API listens on' }),
     port: integer(0, 65535).default(9470).meta({ description: 'Port of the HTTP API and /metrics; 0 for any free port' }),
@@ -245,16 +265,68 @@ const serverSchema = z.strictObject(
     stopTimeout: durationField('How long stopping waits for running checks').prefault('10s'),
     handlerTimeout: durationField('How long one handler hook may take').prefault('5s'),
     stateSaveInterval: durationField('How often check state is saved').prefault('30s'),
+    pools: z
+      .array(
+        z.strictObject(
+          {
+            name: nonEmptyString('a pool name'),
+            ratio: z.number({ error: 'expected a share of concurrency above 0 and at most 1' }).gt(0, { error: 'expected a share of concurrency above 0 and at most 1' }).max(1, { error: 'expected a share of concurrency above 0 and at most 1' }),
+            shared: z.boolean({ error: 'expected true or false' }).default(false),
+          },
+          { error: MAPPING },
+        ),
+        { error: 'expected a list of pools' },
+      )
+      .min(1, { error: 'expected at least one pool' })
+      .optional()
+      .meta({ description: 'Shares of concurrency: a non-shared pool reserves ceil(concurrency × ratio) slots; shared pools run the overflow of the others in definition order. Default: default 90 %, exec 10 %' }),
+    defaultPool: nonEmptyString('a pool name').optional().meta({ description: 'Pool of checks that name none; default the first shared pool, else the first pool' }),
+    commandPools: z.record(z.string(), nonEmptyString('a pool name'), { error: 'expected a mapping of command names to pool names' }).optional().meta({ description: 'Default pool per command; exec checks default to a pool named exec when there is one' }),
+    safeMode: z.boolean({ error: 'expected true or false' }).default(true).meta({ description: 'Two checks with the same command and attributes never run at once' }),
+    exitOnPathChange: z.boolean({ error: 'expected true or false' }).default(false).meta({ description: 'Stop (exit code 75) when the real path behind the install directory changes, e.g. a release deployed by switching a symlink' }),
+    pathCheckInterval: durationField('How often exitOnPathChange looks at the install directory').prefault('5s'),
   },
   { error: MAPPING },
 );
 
-const queueSchema = z.strictObject(
+/** The pools and how checks that name none are routed: the configured ones, or vigil's defaults. */
+function resolvePools(server: z.output<typeof serverSchema>, issues: Issue[]): { pools: readonly PoolSpec[]; routing: PoolRouting } {
+  if (server.pools === undefined) {
+    if (server.defaultPool !== undefined) issues.push({ path: ['server', 'defaultPool'], message: 'expected server.pools to be configured first' });
+    if (server.commandPools !== undefined) issues.push({ path: ['server', 'commandPools'], message: 'expected server.pools to be configured first' });
+    return defaultPools();
+  }
+  const pools = server.pools;
+  const names = new Set<string>();
+  pools.forEach((pool, i) => {
+    if (names.has(pool.name)) issues.push({ path: ['server', 'pools', i, 'name'], message: `duplicate pool name ${JSON.stringify(pool.name)}` });
+    names.add(pool.name);
+  });
+  const total = pools.reduce((sum, pool) => sum + pool.ratio, 0);
+  if (total > 1 + 1e-9) issues.push({ path: ['server', 'pools'], message: `expected ratios adding up to at most 1, got ${Number(total.toFixed(6))}` });
+  const known = (name: string, path: (string | number)[]): void => {
+    if (!names.has(name)) issues.push({ path, message: `unknown pool ${JSON.stringify(name)}; known pools: ${list(names)}` });
+  };
+  if (server.defaultPool !== undefined) known(server.defaultPool, ['server', 'defaultPool']);
+  for (const [command, pool] of Object.entries(server.commandPools ?? {})) known(pool, ['server', 'commandPools', command]);
+  const firstShared = pools.find((pool) => pool.shared) ?? pools[0];
+  return {
+    pools,
+    routing: {
+      fallback: server.defaultPool ?? (firstShared as PoolSpec).name,
+      byCommand: server.commandPools ?? (names.has('exec') ? { exec: 'exec' } : {}),
+    },
+  };
+}
+
+/** The shape of the config's `queue:` section. */
+export const queueSchema = z.strictObject(
   { type: z.literal('memory').default('memory').meta({ description: 'Where checks wait for their next run' }) },
   { error: MAPPING },
 );
 
-const defaultsSchema = z.strictObject(
+/** The shape of the config's `defaults:` section, before the built-in defaults fill it in. */
+export const defaultsSchema = z.strictObject(
   {
     interval: intervalField().optional().meta({ default: '60s' }),
     timeout: durationField('How long a run may take').optional().meta({ default: '10s' }),
@@ -266,11 +338,8 @@ const defaultsSchema = z.strictObject(
   { error: MAPPING },
 );
 
-const pluginsSchema = z
-  .array(nonEmptyString('a path to an ES module'), { error: 'expected a list of paths to ES modules' })
-  .meta({ description: 'ES modules exporting `commands` and/or `handlers` (handler types); relative to this file, then to the working directory' });
-
-const checkSchema = z.strictObject(
+/** The shape of one `checks:` entry, before its command, attributes and handlers are checked. */
+export const checkSchema = z.strictObject(
   {
     id: z
       .string({ error: ID_ERROR })
@@ -329,6 +398,8 @@ export interface CheckContext {
   readonly commands: ReadonlyMap<string, AnyCommand>;
   /** Handler names a check may use. */
   readonly handlerNames: ReadonlySet<string>;
+  /** Pool names a check may use. */
+  readonly poolNames: ReadonlySet<string>;
 }
 
 /**
@@ -360,6 +431,9 @@ export function parseCheckSpec(raw: unknown, context: CheckContext): ParseResult
       const issue = handlerReferenceIssue(name, names.slice(0, j), context.handlerNames);
       if (issue) issues.push({ path: ['handlers', j], message: issue });
     });
+  }
+  if (typeof raw.pool === 'string' && !context.poolNames.has(raw.pool)) {
+    issues.push({ path: ['pool'], message: `unknown pool ${JSON.stringify(raw.pool)}; known pools: ${list(context.poolNames)}` });
   }
   if (!shape.success || issues.length > 0) return { ok: false, issues };
 
@@ -490,291 +564,7 @@ function parseOptionsSafely(type: AnyHandlerType, raw: unknown): ParseResult<unk
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Plugins
-
-interface Plugins {
-  commands: AnyCommand[];
-  handlerTypes: AnyHandlerType[];
-}
-
-async function loadPlugins(raw: unknown, options: ParseConfigOptions, issues: Issue[]): Promise<Plugins> {
-  const plugins: Plugins = { commands: [], handlerTypes: [] };
-  if (raw == null) return plugins;
-  const shape = pluginsSchema.safeParse(raw);
-  if (!shape.success) issues.push(...prefixIssues(['plugins'], fromZodError(shape.error, raw)));
-  if (!Array.isArray(raw)) return plugins;
-
-  const commandOwners = new Map(options.commands.map((command) => [command.name, 'a built-in command']));
-  const typeOwners = new Map(options.handlerTypes.map((type) => [type.type, 'a built-in handler type']));
-  const entries: unknown[] = raw;
-  for (const [i, entry] of entries.entries()) {
-    if (typeof entry !== 'string' || entry === '') continue;
-    const path = ['plugins', i];
-    const owner = formatPath(path);
-    const found = await findPlugin(entry, options.baseDir);
-    if ('tried' in found) {
-      issues.push({ path, message: `file not found: tried ${found.tried.join(' and ')}` });
-      continue;
-    }
-    let module: Record<string, unknown>;
-    try {
-      // The modification time in the URL makes a reload (SIGHUP) pick up an edited plugin.
-      module = (await import(`${pathToFileURL(found.file).href}?mtime=${Math.trunc(found.mtimeMs)}`)) as Record<string, unknown>;
-    } catch (error) {
-      issues.push({ path, message: `cannot load ${found.file}: ${errorMessage(error)}` });
-      continue;
-    }
-    const exported = pluginExports(module);
-    if (!exported) {
-      const names = Object.keys(module);
-      const got = names.length === 0 ? 'a module with no exports' : `exports ${names.join(', ')}`;
-      issues.push({ path, message: `expected a module exporting commands (a list of commands) and/or handlers (a list of handler types), got ${got}` });
-      continue;
-    }
-    const problems: string[] = [];
-    for (const [k, command] of listExport(exported.commands, 'commands', 'a list of commands', problems)) {
-      const missing = missingMembers(command, { name: 'string', parse: 'function', run: 'function' });
-      if (missing) problems.push(`commands[${k}]: expected a command (name, parse(), run()), got ${missing}`);
-      else claim((command as AnyCommand).name, 'command', commandOwners, owner, `commands[${k}]`, problems, () => plugins.commands.push(command as AnyCommand));
-    }
-    for (const [k, type] of listExport(exported.handlers, 'handlers', 'a list of handler types', problems)) {
-      const missing = missingMembers(type, { type: 'string', parseOptions: 'function', create: 'function' });
-      if (missing) problems.push(`handlers[${k}]: expected a handler type (type, parseOptions(), create()), got ${missing}`);
-      else claim((type as AnyHandlerType).type, 'handler type', typeOwners, owner, `handlers[${k}]`, problems, () => plugins.handlerTypes.push(type as AnyHandlerType));
-    }
-    issues.push(...problems.map((message) => ({ path, message })));
-  }
-  return plugins;
-}
-
-async function findPlugin(spec: string, baseDir: string): Promise<{ file: string; mtimeMs: number } | { tried: string[] }> {
-  const path = spec.startsWith('file:') ? fileURLToPath(spec) : spec;
-  const candidates = isAbsolute(path) ? [path] : [...new Set([resolve(baseDir, path), resolve(process.cwd(), path)])];
-  for (const file of candidates) {
-    try {
-      const stats = await stat(file);
-      if (stats.isFile()) return { file, mtimeMs: stats.mtimeMs };
-    } catch {
-      // Not there: try the next place.
-    }
-  }
-  return { tried: candidates };
-}
-
-function pluginExports(module: Record<string, unknown>): { commands?: unknown; handlers?: unknown } | undefined {
-  if ('commands' in module || 'handlers' in module) return module;
-  const fallback = module.default;
-  if (isMapping(fallback) && ('commands' in fallback || 'handlers' in fallback)) return fallback;
-  return undefined;
-}
-
-function listExport(value: unknown, name: string, expected: string, problems: string[]): [number, unknown][] {
-  if (value === undefined) return [];
-  if (Array.isArray(value)) return [...(value as unknown[]).entries()];
-  problems.push(`export ${name}: expected ${expected}, got ${describeValue(value)}`);
-  return [];
-}
-
-/** `undefined` when `value` has every member; otherwise a description of what it lacks. */
-function missingMembers(value: unknown, members: Record<string, 'string' | 'function'>): string | undefined {
-  if (value === null || typeof value !== 'object') return describeValue(value);
-  const record = value as Record<string, unknown>;
-  const missing = Object.entries(members)
-    .filter(([key, kind]) => typeof record[key] !== kind || (kind === 'string' && record[key] === ''))
-    .map(([key, kind]) => (kind === 'function' ? `${key}()` : key));
-  return missing.length === 0 ? undefined : `an object without ${missing.join(', ')}`;
-}
-
-function claim(
-  name: string,
-  kind: string,
-  owners: Map<string, string>,
-  owner: string,
-  where: string,
-  problems: string[],
-  add: () => void,
-): void {
-  const taken = owners.get(name);
-  if (taken !== undefined) {
-    problems.push(`${where}: ${kind} ${JSON.stringify(name)} is already defined by ${taken}`);
-    return;
-  }
-  owners.set(name, owner);
-  add();
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// ${ENV} substitution
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const ENV_REFERENCE = /\$\$\{|\$\{([^}]*)(\}?)/g;
-const WHOLE_REFERENCE = /^\$\{[^}]*\}$/;
-
-/** A copy of `value` with `${VAR}` substituted in every string; problems go to `issues`. */
-function substituteEnv(
-  value: unknown,
-  env: Readonly<Record<string, string | undefined>>,
-  path: (string | number)[],
-  issues: Issue[],
-  ancestors: object[],
-): unknown {
-  if (typeof value === 'string') return substituteString(value, env, path, issues);
-  if (value === null || typeof value !== 'object') return value;
-  if (ancestors.includes(value)) {
-    issues.push({ path, message: 'expected a value, got an alias to itself (a circular structure)' });
-    return null;
-  }
-  const inside = [...ancestors, value];
-  if (Array.isArray(value)) return value.map((item: unknown, i) => substituteEnv(item, env, [...path, i], issues, inside));
-  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, substituteEnv(item, env, [...path, key], issues, inside)]));
-}
-
-function substituteString(text: string, env: Readonly<Record<string, string | undefined>>, path: (string | number)[], issues: Issue[]): unknown {
-  if (!text.includes('${')) return text;
-  let failed = false;
-  const fail = (message: string): void => {
-    failed = true;
-    issues.push({ path, message });
-  };
-  const result = text.replace(ENV_REFERENCE, (match: string, body: string | undefined, close: string | undefined) => {
-    if (match === '$${') return '${';
-    if (body === undefined || close !== '}') {
-      fail(`expected \${VAR} or \${VAR:-default} (or $\${ for a literal \${), got an unterminated ${JSON.stringify(match)}`);
-      return match;
-    }
-    const separator = body.indexOf(':-');
-    const name = separator === -1 ? body : body.slice(0, separator);
-    if (!ENV_NAME.test(name)) {
-      fail(`expected \${VAR} or \${VAR:-default} (or $\${ for a literal \${), got ${JSON.stringify(match)}`);
-      return match;
-    }
-    const found = env[name];
-    if (separator !== -1) return found === undefined || found === '' ? body.slice(separator + 2) : found;
-    if (found !== undefined) return found;
-    fail(`environment variable ${name} is not set`);
-    return match;
-  });
-  if (failed) return text;
-  return WHOLE_REFERENCE.test(text) ? readScalar(result) : result;
-}
-
-/** `8080` → 8080, `true` → true, `null` → null; anything else (including a YAML string) stays the text it was. */
-function readScalar(text: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: false });
-  if (doc.errors.length > 0 || !isScalar(doc.contents)) return text;
-  const value = doc.contents.value;
-  return typeof value === 'number' || typeof value === 'boolean' || value === null ? value : text;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// JSON Schema
-
-/** JSON Schema (draft 2020-12) of the config file for editors; each check's `attributes` is typed by its command. */
-export function configJsonSchema(commands: readonly AnyCommand[], handlerTypes: readonly AnyHandlerType[]): Record<string, unknown> {
-  const handlers = handlersJsonSchema(handlerTypes);
-  return {
-    $schema: 'https://json-schema.org/draft/2020-12/schema',
-    title: 'vigil config',
-    description: 'Configuration of vigil, a check poller and heartbeat monitor. String values may use ${VAR} and ${VAR:-default}.',
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      server: jsonSchemaOf(serverSchema),
-      queue: jsonSchemaOf(queueSchema),
-      defaults: jsonSchemaOf(defaultsSchema),
-      handlers: handlers.schema,
-      plugins: jsonSchemaOf(pluginsSchema),
-      checks: { type: 'array', description: 'The checks to run', items: checkJsonSchema(commands) },
-    },
-    $defs: handlers.$defs,
-  };
-}
-
-function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
-  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
-  return rest;
-}
-
-/** Places a command's or handler type's own schema inside ours; with `$defs`, its `$ref`s need their own base. */
-function embed(schema: Record<string, unknown>, id: string): Record<string, unknown> {
-  const { $schema: _, ...rest } = schema;
-  return '$defs' in rest && !('$id' in rest) ? { $id: `urn:vigil:${id}`, ...rest } : rest;
-}
-
-function nameOrKnown(names: readonly string[], description: string): Record<string, unknown> {
-  // The enum offers completions; the plain string admits names from plugins.
-  return names.length === 0
-    ? { description, type: 'string', minLength: 1 }
-    : { description, anyOf: [{ enum: names }, { type: 'string', minLength: 1 }] };
-}
-
-function checkJsonSchema(commands: readonly AnyCommand[]): Record<string, unknown> {
-  const base = jsonSchemaOf(checkSchema);
-  const properties = { ...(base.properties as Record<string, unknown>) };
-  properties.command = nameOrKnown(
-    commands.map((command) => command.name),
-    'The command that performs the check (a built-in one or one from a plugin)',
-  );
-  const allOf = commands.flatMap((command) =>
-    command.attributesJsonSchema
-      ? [
-          {
-            if: { properties: { command: { const: command.name } }, required: ['command'] },
-            then: { properties: { attributes: embed(command.attributesJsonSchema, `command:${encodeURIComponent(command.name)}:attributes`) } },
-          },
-        ]
-      : [],
-  );
-  return { ...base, properties, ...(allOf.length > 0 ? { allOf } : {}) };
-}
-
-/** The `handlers:` section's schema, and the `$defs` (one per handler type's options) its branches refer to. */
-function handlersJsonSchema(handlerTypes: readonly AnyHandlerType[]): { schema: Record<string, unknown>; $defs: Record<string, unknown> } {
-  const typeProperty = nameOrKnown(
-    handlerTypes.map((type) => type.type),
-    'The handler type (default: the entry name)',
-  );
-  const $defs: Record<string, unknown> = {};
-  const optionsRef = new Map<string, Record<string, unknown>>();
-  for (const type of handlerTypes) {
-    const key = `handler-options-${type.type}`;
-    let options: Record<string, unknown> = {};
-    if (type.optionsJsonSchema) {
-      options = embed(type.optionsJsonSchema, `handler:${encodeURIComponent(type.type)}:options`);
-      // The options sit beside `type` in the entry, so a closed options schema must still let `type` in.
-      if (isMapping(options.properties)) options = { ...options, properties: { type: {}, ...options.properties } };
-    }
-    $defs[key] = options;
-    optionsRef.set(type.type, { $ref: `#/$defs/${encodeURIComponent(key.replaceAll('~', '~0').replaceAll('/', '~1'))}` });
-  }
-  const byType = handlerTypes.map((type) => ({
-    if: { properties: { type: { const: type.type } }, required: ['type'] },
-    then: optionsRef.get(type.type),
-  }));
-  const schema = {
-    type: 'object',
-    description: 'Named handler instances: a type (default: the name) and its options. Checks refer to them by name.',
-    properties: Object.fromEntries(
-      handlerTypes.map((type) => [
-        type.type,
-        {
-          type: 'object',
-          properties: { type: typeProperty },
-          allOf: [...byType, { if: { not: { required: ['type'] } }, then: optionsRef.get(type.type) }],
-        },
-      ]),
-    ),
-    additionalProperties: { type: 'object', required: ['type'], properties: { type: typeProperty }, allOf: byType },
-  };
-  return { schema, $defs };
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // Helpers
-
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
 
 function byName<T>(items: readonly T[], name: (item: T) => string): Map<string, T> {
   // A clash was reported by loadPlugins; the first definition wins meanwhile.
@@ -823,8 +613,4 @@ function frozenMap<K, V>(map: Map<K, V>): ReadonlyMap<K, V> {
 
 function errorCode(error: unknown): unknown {
   return error !== null && typeof error === 'object' ? (error as { code?: unknown }).code : undefined;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

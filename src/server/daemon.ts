@@ -32,6 +32,8 @@ export interface Daemon {
   readonly server: Server;
   readonly pool: TrackedMemoryPool;
   readonly identity: InstanceIdentity;
+  /** The config in force (the last one a reload accepted). */
+  readonly config: VigilConfig;
   /** Where `/metrics` and `/healthz` are served. */
   readonly url: string;
   /** Reads the config file again and applies the difference in checks; an invalid file changes nothing. */
@@ -83,6 +85,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     handlers,
     logger,
     concurrency: settings.concurrency,
+    pools: settings.pools,
+    poolRouting: settings.poolRouting,
+    safeMode: settings.safeMode,
     stopTimeoutMs: settings.stopTimeoutMs,
     handlerTimeoutMs: settings.handlerTimeoutMs,
   });
@@ -149,7 +154,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const stop = (): Promise<void> => (stopped ??= shutdown());
 
-  return { server, pool, identity, url: http.url, reload, stop, [Symbol.asyncDispose]: stop };
+  return {
+    server,
+    pool,
+    identity,
+    get config() {
+      return config;
+    },
+    url: http.url,
+    reload,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
 }
 
 /** A command or handler the new config's checks use that the running server was not built with. */

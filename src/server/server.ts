@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
 import { nextSlot } from '../checks/schedule.js';
@@ -13,6 +12,7 @@ import { toResult, type CommandOutcome, type Result } from '../results/result.js
 import { systemClock, type Clock } from './clock.js';
 import type { ServerEvents } from './events.js';
 import { HandlerChain } from './handler-chain.js';
+import { defaultPools, Pools, type PoolRouting, type PoolSpec, type PoolStats } from './pools.js';
 import { runCheck } from './run-check.js';
 
 export interface ServerOptions {
@@ -22,8 +22,17 @@ export interface ServerOptions {
   /** The handler instances checks can name. The server closes them when it stops. */
   readonly handlers?: Iterable<Handler>;
   readonly logger: Logger;
-  /** Checks running at once; default 256. */
+  /** Checks running at once, shared out by `pools`; default 256. */
   readonly concurrency?: number;
+  /**
+   * Shares of the concurrency (see Pools). Default: `default` with 90 % and `exec` with 10 %, so plugin
+   * processes cannot starve network checks.
+   */
+  readonly pools?: readonly PoolSpec[];
+  /** Which pool a check that names none runs in; required with `pools`. */
+  readonly poolRouting?: PoolRouting;
+  /** Two checks with the same command and attributes never run at once; default true. */
+  readonly safeMode?: boolean;
   /** How long `stop()` waits for running checks before aborting them, in ms; default 10 000. */
   readonly stopTimeoutMs?: number;
   /** How long one handler hook may take, in ms; default 5 000. */
@@ -65,7 +74,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   readonly #concurrency: number;
   readonly #stopTimeoutMs: number;
   readonly #lateThresholdMs: number;
-  readonly #runner: PQueue;
+  readonly #pools: Pools;
   readonly #stopController = new AbortController();
   /** `process` hooks still running; stop waits for them. */
   readonly #handlerWork = new Set<Promise<void>>();
@@ -95,9 +104,14 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
       throw new TypeError(`Expected \`concurrency\` to be a positive integer, got \`${String(options.concurrency)}\``);
     }
-    this.#runner = new PQueue({ concurrency: this.#concurrency });
-    // A finished run frees a slot: look for due work (from 'next', when the slot is really free).
-    this.#runner.on('next', () => this.#pump());
+    const fallback = defaultPools();
+    if (options.pools && !options.poolRouting) throw new TypeError('Expected `poolRouting` with `pools`');
+    this.#pools = new Pools(this.#concurrency, options.pools ?? fallback.pools, {
+      routing: options.poolRouting ?? fallback.routing,
+      safeMode: options.safeMode ?? true,
+      // A finished run frees a slot: look for due work.
+      onSlotFree: () => this.#pump(),
+    });
     this.#chain = new HandlerChain(options.handlers ?? [], {
       logger: this.#logger,
       clock: this.#clock,
@@ -114,9 +128,14 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       lateStarts: this.#lateStarts,
       overruns: this.#overruns,
       handlerErrors,
-      running: this.#runner.pending,
-      waiting: this.#runner.size,
+      running: this.#pools.running,
+      waiting: this.#pools.waiting,
     };
+  }
+
+  /** Slots, running, waiting and borrowed checks per pool. */
+  poolStats(): PoolStats[] {
+    return this.#pools.stats();
   }
 
   /** Failed hooks per handler name since start. */
@@ -233,11 +252,11 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     do {
       this.#pumpAgain = false;
       for (;;) {
-        const capacity = this.#concurrency - this.#runner.pending - this.#runner.size;
+        const capacity = this.#pools.free;
         // No capacity: the next run to finish pumps again.
         if (capacity <= 0 || this.#stopping) return;
         const due = await this.#queue.claim(this.#clock.now(), capacity);
-        for (const check of due) void this.#runner.add(() => this.#execute(check));
+        this.#pools.submit(due.map((check) => ({ check, run: () => this.#execute(check) })));
         if (due.length < capacity) break;
       }
       const next = await this.#queue.nextDueAt();
@@ -331,16 +350,18 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     this.#stopping = true;
     this.#unwatch?.();
     this.#arm(null);
-    const running = this.#runner.pending;
+    // Claimed but never started: back in line, untouched.
+    await Promise.all(this.#pools.drainWaiting().map((check) => this.#queue.complete(check, check.dueAt)));
+    const running = this.#pools.running;
     if (running > 0) {
       this.#logger.info({ running, timeoutMs }, 'stopping: waiting for running checks');
-      const finished = await this.#within(this.#runner.onIdle(), timeoutMs);
+      const finished = await this.#within(this.#pools.onIdle(), timeoutMs);
       if (!finished) {
-        this.#logger.warn({ running: this.#runner.pending }, 'stopping: aborting checks still running');
+        this.#logger.warn({ running: this.#pools.running }, 'stopping: aborting checks still running');
         this.#stopController.abort();
       }
     }
-    await this.#runner.onIdle();
+    await this.#pools.onIdle();
     await Promise.all(this.#handlerWork);
     await this.#chain.close();
     this.#logger.info({ runs: this.#runs }, 'stopped');

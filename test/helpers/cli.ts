@@ -31,8 +31,9 @@ export class DaemonProcess {
   #waiters: { predicate: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
   stderr = '';
 
-  constructor(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-    this.child = spawn(process.execPath, [CLI, 'run', ...args], { cwd: options.cwd, env: { ...process.env, ...options.env } });
+  /** `options.cli`: the CLI script to start, default the built one (a path through a link, for deploy tests). */
+  constructor(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; cli?: string } = {}) {
+    this.child = spawn(process.execPath, [options.cli ?? CLI, 'run', ...args], { cwd: options.cwd, env: { ...process.env, ...options.env } });
     let buffer = '';
     this.child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();

@@ -1,11 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineCommand } from '../../src/commands/command.js';
 import { defineHandler } from '../../src/handlers/handler.js';
-import { configJsonSchema, loadConfig, parseConfig, type LoadConfigOptions } from '../../src/server/config.js';
+import { loadConfig, parseConfig, type LoadConfigOptions } from '../../src/server/config.js';
 import { nonEmptyString, port } from '../../src/server/schema-types.js';
 import { formatIssue, ValidationError } from '../../src/server/validation.js';
 
@@ -55,12 +55,57 @@ async function issuesOf(promise: Promise<unknown>): Promise<string[]> {
   return (error as ValidationError).issues.map(formatIssue);
 }
 
+describe('pools in the config', () => {
+  const parse = (server: Record<string, unknown>, checks: unknown[] = []) =>
+    parseConfig({ server, checks }, { ...builtins, baseDir: '.' });
+
+  it('defaults to a default pool (90 %) and an exec pool (10 %) when none are configured', async () => {
+    const config = await parse({});
+    expect(config.server.pools.map((pool) => [pool.name, pool.ratio, pool.shared])).toEqual([['default', 0.9, false], ['exec', 0.1, false]]);
+    expect(config.server.poolRouting).toEqual({ fallback: 'default', byCommand: { exec: 'exec' } });
+  });
+
+  it('routes exec to a configured pool named exec, and honours defaultPool and commandPools', async () => {
+    const withExec = await parse({ pools: [{ name: 'net', ratio: 0.8 }, { name: 'exec', ratio: 0.2 }] });
+    expect(withExec.server.poolRouting).toEqual({ fallback: 'net', byCommand: { exec: 'exec' } });
+    const explicit = await parse({ pools: [{ name: 'a', ratio: 0.5 }, { name: 'b', ratio: 0.5 }], defaultPool: 'b', commandPools: { fake: 'a' } });
+    expect(explicit.server.poolRouting).toEqual({ fallback: 'b', byCommand: { fake: 'a' } });
+  });
+
+  it('reports duplicate names, ratios over 1, unknown pool references and misplaced routing', async () => {
+    const problems = await issuesOf(
+      parse(
+        { pools: [{ name: 'a', ratio: 0.7 }, { name: 'a', ratio: 0.6 }, { name: 'c', ratio: 0 }], defaultPool: 'z', commandPools: { fake: 'y' } },
+        [{ id: 'x', command: 'fake', pool: 'nope', attributes: { port: 1 } }],
+      ),
+    );
+    expect(problems).toEqual(expect.arrayContaining([
+      'server.pools[2].ratio: expected a share of concurrency above 0 and at most 1, got 0',
+    ]));
+    const second = await issuesOf(
+      parse({ pools: [{ name: 'a', ratio: 0.7 }, { name: 'a', ratio: 0.6 }], defaultPool: 'z', commandPools: { fake: 'y' } }, [{ id: 'x', command: 'fake', pool: 'nope', attributes: { port: 1 } }]),
+    );
+    expect(second).toEqual([
+      'server.pools[1].name: duplicate pool name "a"',
+      'server.pools: expected ratios adding up to at most 1, got 1.3',
+      'server.defaultPool: unknown pool "z"; known pools: a',
+      'server.commandPools.fake: unknown pool "y"; known pools: a',
+      'checks[0].pool: unknown pool "nope"; known pools: a',
+    ]);
+    expect(await issuesOf(parse({ defaultPool: 'a' }))).toEqual(['server.defaultPool: expected server.pools to be configured first']);
+  });
+});
+
 describe('loadConfig', () => {
   it('applies defaults, parses durations and freezes the result', async () => {
     const file = await writeConfig(
       'valid/vigil.yaml',
       `
-server: { port: 0, concurrency: 16, stopTimeout: 2s }
+server:
+  port: 0
+  concurrency: 16
+  stopTimeout: 2s
+  pools: [{ name: premium, ratio: 0.6 }, { name: basic, ratio: 0.3 }, { name: overflow, ratio: 0.1, shared: true }]
 queue: { type: memory }
 defaults: { retryInterval: 5s, handlers: [quiet-log, prometheus] }
 handlers:
@@ -101,6 +146,16 @@ checks:
       stopTimeoutMs: 2000,
       handlerTimeoutMs: 5000,
       stateSaveIntervalMs: 30_000,
+      pools: [
+        { name: 'premium', ratio: 0.6, shared: false },
+        { name: 'basic', ratio: 0.3, shared: false },
+        { name: 'overflow', ratio: 0.1, shared: true },
+      ],
+      // Checks that name no pool go to the first shared pool; no pool is named exec, so exec has no default.
+      poolRouting: { fallback: 'overflow', byCommand: {} },
+      safeMode: true,
+      exitOnPathChange: false,
+      pathCheckIntervalMs: 5000,
     });
     expect(config.queue).toEqual({ type: 'memory' });
     expect(config.defaults).toEqual({
@@ -263,176 +318,5 @@ describe('parseConfig problems', () => {
   it('rejects a top level that is not a mapping', async () => {
     const issues = await issuesOf(parseConfig(['a'], { ...builtins, baseDir: dir }));
     expect(issues).toEqual(['expected a mapping with server, queue, defaults, handlers, plugins and checks, got an array']);
-  });
-});
-
-describe('${ENV} substitution', () => {
-  const options = (env: Record<string, string | undefined>) => ({ ...builtins, env, baseDir: dir });
-
-  it('substitutes set variables and defaults, reads a whole reference as a scalar, and keeps $${ literal', async () => {
-    const raw = {
-      server: { host: '${HOST}', port: '${PORT}', apiToken: '${TOKEN:-dev-token}', dataDir: '${EMPTY:-/var/lib/vigil}' },
-      checks: [
-        {
-          id: 'web-${SUFFIX}',
-          command: 'fake',
-          suppressed: '${MAINTENANCE}',
-          attributes: { port: '${DB_PORT:-5432}' },
-          metadata: { url: 'http://${HOST}:${PORT}/', literal: 'cost $${AMOUNT}', word: '${WORD}', nothing: '${NOTHING}' },
-        },
-      ],
-    };
-    const env = { HOST: 'db.internal', PORT: '8080', SUFFIX: 'eu', MAINTENANCE: 'true', EMPTY: '', WORD: 'yes', NOTHING: 'null' };
-    const config = await parseConfig(raw, options(env));
-    expect(config.server).toMatchObject({ host: 'db.internal', port: 8080, apiToken: 'dev-token', dataDir: '/var/lib/vigil' });
-    expect(config.checks[0]).toMatchObject({
-      id: 'web-eu',
-      suppressed: true,
-      attributes: { host: '127.0.0.1', port: 5432 },
-      // Text around a reference keeps the result a string; YAML 1.2 reads `yes` as a string.
-      metadata: { url: 'http://db.internal:8080/', literal: 'cost ${AMOUNT}', word: 'yes', nothing: null },
-    });
-  });
-
-  it('reports an unset variable at its path, and not again as a shape error', async () => {
-    const raw = { server: { apiToken: '${VIGIL_API_TOKEN}', port: '${PORT}' }, checks: [{ id: 'a', command: 'noop', pool: '${POOL' }] };
-    const issues = await issuesOf(parseConfig(raw, options({})));
-    expect(issues).toEqual([
-      'server.apiToken: environment variable VIGIL_API_TOKEN is not set',
-      'server.port: environment variable PORT is not set',
-      'checks[0].pool: expected ${VAR} or ${VAR:-default} (or $${ for a literal ${), got an unterminated "${POOL"',
-    ]);
-  });
-
-  it('reads the variables from process.env by default', async () => {
-    process.env.VIGIL_TEST_CONFIG_HOST = 'from-process-env';
-    try {
-      const { env: _, ...withoutEnv } = builtins;
-      const config = await parseConfig({ server: { host: '${VIGIL_TEST_CONFIG_HOST}' } }, { ...withoutEnv, baseDir: dir });
-      expect(config.server.host).toBe('from-process-env');
-    } finally {
-      delete process.env.VIGIL_TEST_CONFIG_HOST;
-    }
-  });
-});
-
-describe('plugins', () => {
-  const pluginSource = `
-export const commands = [{
-  name: 'echo',
-  parse(raw) {
-    return typeof raw.text === 'string'
-      ? { ok: true, value: { text: raw.text.toUpperCase() } }
-      : { ok: false, issues: [{ path: ['text'], message: 'expected a string, got nothing' }] };
-  },
-  async run(attributes) { return { state: 'ok', reason: 'ok', message: attributes.text }; },
-}];
-`;
-  const handlerPluginSource = `
-export default {
-  handlers: [{
-    type: 'audit',
-    parseOptions: (raw) => ({ ok: true, value: { file: raw.file ?? 'audit.log' } }),
-    create: (name) => ({ name }),
-  }],
-};
-`;
-
-  it('loads commands and handler types, relative to the config file and then to the working directory', async () => {
-    const root = join(dir, 'with-plugins');
-    await writeConfig('with-plugins/config/plugins/echo.mjs', pluginSource);
-    await writeConfig('with-plugins/audit.mjs', handlerPluginSource);
-    // Not under the config's directory, so only the working directory finds it.
-    const fromCwd = relative(process.cwd(), join(root, 'audit.mjs'));
-    const file = await writeConfig(
-      'with-plugins/config/vigil.yaml',
-      `
-plugins: [./plugins/echo.mjs, ${JSON.stringify(fromCwd)}]
-handlers: { audit: { file: x.log } }
-checks:
-  - { id: shout, command: echo, attributes: { text: hello }, handlers: [audit, log] }
-  - { id: quiet, command: echo }
-`,
-    );
-    const issues = await issuesOf(loadConfig(file, builtins));
-    expect(issues).toEqual(['checks[1].attributes.text: expected a string, got nothing']);
-
-    await writeFile(file, `plugins: [./plugins/echo.mjs, ${JSON.stringify(fromCwd)}]\nhandlers: { audit: { file: x.log } }\nchecks: [{ id: shout, command: echo, attributes: { text: hello }, handlers: [audit] }]\n`);
-    const config = await loadConfig(file, builtins);
-    expect(config.checks[0]).toMatchObject({ id: 'shout', command: 'echo', attributes: { text: 'HELLO' }, handlers: ['audit'] });
-    expect(config.commands.get('echo')?.name).toBe('echo');
-    expect([...config.commands.keys()]).toEqual(['fake', 'noop', 'echo']);
-    expect([...config.handlerTypes.keys()]).toEqual(['log', 'prometheus', 'webhook', 'audit']);
-    expect(config.handlers).toEqual([
-      { name: 'audit', type: 'audit', options: { file: 'x.log' } },
-      { name: 'log', type: 'log', options: { level: 'info' } },
-      { name: 'prometheus', type: 'prometheus', options: {} },
-    ]);
-  });
-
-  it('reports bad exports, clashing names and missing files at plugins[i]', async () => {
-    const base = join(dir, 'bad-plugins');
-    await writeConfig('bad-plugins/incomplete.mjs', `export const commands = [{ name: 'half' }];\nexport const handlers = 'audit';\n`);
-    await writeConfig('bad-plugins/clash.mjs', `export const commands = [{ name: 'fake', parse: () => ({ ok: true, value: {} }), run: async () => ({}) }];\n`);
-    await writeConfig('bad-plugins/nothing.mjs', `export const helper = 1;\n`);
-    await writeConfig('bad-plugins/throws.mjs', `throw new Error('boom');\n`);
-    const raw = { plugins: ['./incomplete.mjs', './clash.mjs', './nothing.mjs', './missing.mjs', './throws.mjs', 7] };
-    const issues = await issuesOf(parseConfig(raw, { ...builtins, baseDir: base }));
-    expect(issues).toEqual([
-      'plugins[5]: expected a path to an ES module, got 7',
-      'plugins[0]: commands[0]: expected a command (name, parse(), run()), got an object without parse(), run()',
-      'plugins[0]: export handlers: expected a list of handler types, got "audit"',
-      'plugins[1]: commands[0]: command "fake" is already defined by a built-in command',
-      'plugins[2]: expected a module exporting commands (a list of commands) and/or handlers (a list of handler types), got exports helper',
-      `plugins[3]: file not found: tried ${join(base, 'missing.mjs')} and ${resolve('missing.mjs')}`,
-      expect.stringMatching(/^plugins\[4\]: cannot load .*throws\.mjs: boom$/),
-    ]);
-  });
-
-  it('rejects a name defined by two plugins', async () => {
-    await writeConfig('twice/echo.mjs', pluginSource);
-    await writeConfig('twice/echo-again.mjs', pluginSource);
-    const issues = await issuesOf(parseConfig({ plugins: ['./echo.mjs', './echo-again.mjs'] }, { ...builtins, baseDir: join(dir, 'twice') }));
-    expect(issues).toEqual(['plugins[1]: commands[0]: command "echo" is already defined by plugins[0]']);
-  });
-});
-
-describe('configJsonSchema', () => {
-  const schema = configJsonSchema([fakeCommand, noopCommand], [logType, prometheusType, webhookType]);
-  const properties = schema.properties as Record<string, Record<string, unknown>>;
-
-  it('types each command’s attributes through an if/then on the command name', () => {
-    expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
-    const items = properties.checks?.items as Record<string, unknown>;
-    expect(items.additionalProperties).toBe(false);
-    expect(items.required).toEqual(['id', 'command']);
-    const allOf = items.allOf as Record<string, Record<string, unknown>>[];
-    const fake = allOf.find((entry) => JSON.stringify(entry.if) === JSON.stringify({ properties: { command: { const: 'fake' } }, required: ['command'] }));
-    const { $schema: _, ...fakeAttributes } = fakeCommand.attributesJsonSchema ?? {};
-    expect(fake?.then).toEqual({ properties: { attributes: fakeAttributes } });
-    expect(fakeAttributes).toMatchObject({ properties: { port: { type: 'integer', minimum: 1, maximum: 65535 } }, required: ['port'] });
-  });
-
-  it('accepts durations as a pattern string or a number, and `once` for an interval', () => {
-    const check = (properties.checks?.items as { properties: Record<string, Record<string, unknown>> }).properties;
-    expect(check.timeout).toMatchObject({ type: ['string', 'number'], pattern: expect.any(String) as unknown });
-    const pattern = new RegExp(check.timeout?.pattern as string);
-    expect(['30s', '250ms', '1.5h', '1d'].every((text) => pattern.test(text))).toBe(true);
-    expect(pattern.test('soon')).toBe(false);
-    expect(JSON.stringify(check.interval)).toContain('"const":"once"');
-    expect(properties.server).toMatchObject({ additionalProperties: false, properties: { port: { default: 9470 }, stopTimeout: { default: '10s' } } });
-  });
-
-  it('types handler entries by their type, defaulting the type to the entry name', () => {
-    const handlers = properties.handlers as { properties: Record<string, unknown>; additionalProperties: Record<string, unknown> };
-    expect(handlers.additionalProperties.required).toEqual(['type']);
-    expect((schema.$defs as Record<string, unknown>)['handler-options-webhook']).toMatchObject({
-      properties: { type: {}, url: { type: 'string', minLength: 1 } },
-      required: ['url'],
-      additionalProperties: false,
-    });
-    // An entry named like a type takes that type's options when it has no `type` of its own.
-    expect(JSON.stringify(handlers.properties.webhook)).toContain('{"if":{"not":{"required":["type"]}},"then":{"$ref":"#/$defs/handler-options-webhook"}}');
-    expect(JSON.stringify(handlers.additionalProperties)).toContain('"const":"webhook"');
   });
 });

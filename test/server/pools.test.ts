@@ -1,0 +1,151 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Check } from '../../src/checks/check.js';
+import { initialCheckState } from '../../src/checks/check.js';
+import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { Pools, stableStringify, type PoolSpec, type PoolTask } from '../../src/server/pools.js';
+import { Server } from '../../src/server/server.js';
+import { checkSpec, noopCommand, scriptedCommand } from '../helpers/checks.js';
+import { silentLogger } from '../helpers/logger.js';
+
+const SPECS: PoolSpec[] = [
+  { name: 'short', ratio: 0.3, shared: false },
+  { name: 'long', ratio: 0.3, shared: false },
+  { name: 'shared', ratio: 0.4, shared: true },
+];
+
+/** Tasks that run until the test releases them; records which pool each check ran in. */
+function harness(safeMode = false) {
+  const release: (() => void)[] = [];
+  const started: string[] = [];
+  const pools = new Pools(10, SPECS, { routing: { byCommand: {}, fallback: 'shared' }, safeMode, onSlotFree: () => undefined });
+  const task = (id: string, pool: string, attributes: unknown = { id }): PoolTask => {
+    const check: Check = { spec: checkSpec({ id, pool, attributes }), state: initialCheckState, dueAt: 0, slotAt: 0 };
+    return {
+      check,
+      run: () =>
+        new Promise<void>((resolve) => {
+          started.push(id);
+          release.push(resolve);
+        }),
+    };
+  };
+  const tasks = (prefix: string, pool: string, count: number) => Array.from({ length: count }, (_, i) => task(`${prefix}${i}`, pool));
+  /** Running checks per pool slot owner: `short: 3 short`, … */
+  const distribution = () => Object.fromEntries(pools.stats().map((pool) => [pool.name, { running: pool.running, waiting: pool.waiting, borrowed: pool.borrowed }]));
+  return { pools, task, tasks, started, release, distribution };
+}
+
+describe('Pools: the four distributions with N = 10 (short 30 %, long 30 %, shared 40 % shared)', () => {
+  it('10 short and 10 long: 3 short in short, 3 long in long, 4 short in shared', () => {
+    const { pools, tasks, started, distribution } = harness();
+    pools.submit([...tasks('s', 'short', 10), ...tasks('l', 'long', 10)]);
+    expect(distribution()).toEqual({
+      short: { running: 3, waiting: 3, borrowed: 4 },
+      long: { running: 3, waiting: 7, borrowed: 0 },
+      shared: { running: 4, waiting: 0, borrowed: 0 },
+    });
+    expect(started.filter((id) => id.startsWith('s'))).toHaveLength(7);
+  });
+
+  it('2 short and 10 long: 2 short, 3 long, 4 long in shared', () => {
+    const { pools, tasks, distribution } = harness();
+    pools.submit([...tasks('s', 'short', 2), ...tasks('l', 'long', 10)]);
+    expect(distribution()).toEqual({
+      short: { running: 2, waiting: 0, borrowed: 0 },
+      long: { running: 3, waiting: 3, borrowed: 4 },
+      shared: { running: 4, waiting: 0, borrowed: 0 },
+    });
+  });
+
+  it('0 short and 10 long: 0, 3 long, 4 long in shared', () => {
+    const { pools, tasks, distribution } = harness();
+    pools.submit(tasks('l', 'long', 10));
+    expect(distribution()).toEqual({
+      short: { running: 0, waiting: 0, borrowed: 0 },
+      long: { running: 3, waiting: 3, borrowed: 4 },
+      shared: { running: 4, waiting: 0, borrowed: 0 },
+    });
+  });
+
+  it('6 short and 10 long: 3 short, 3 long, and shared runs the 3 excess short first, then 1 long', () => {
+    const { pools, tasks, started, distribution } = harness();
+    // Interleaved arrival must not matter: overflow is taken in pool definition order.
+    const short = tasks('s', 'short', 6);
+    const long = tasks('l', 'long', 10);
+    pools.submit(long.flatMap((task, i) => (short[i] ? [short[i], task] : [task])));
+    expect(distribution()).toEqual({
+      short: { running: 3, waiting: 0, borrowed: 3 },
+      long: { running: 3, waiting: 6, borrowed: 1 },
+      shared: { running: 4, waiting: 0, borrowed: 0 },
+    });
+    expect(started.filter((id) => id.startsWith('s')).sort()).toEqual(['s0', 's1', 's2', 's3', 's4', 's5']);
+  });
+
+  it('gives a freed slot to the waiting overflow, and reports free capacity for claims', async () => {
+    const { pools, tasks, release, distribution } = harness();
+    pools.submit(tasks('l', 'long', 9));
+    // short's 3 slots are free; long's waiting 2 leave it none to claim for; shared is full.
+    expect(pools.free).toBe(3);
+    release[0]!();
+    await vi.waitFor(() => expect(distribution().long).toEqual({ running: 3, waiting: 1, borrowed: 4 }));
+  });
+});
+
+describe('safe mode', () => {
+  it('never runs two checks with the same command and attributes at once; others pass the waiting one', async () => {
+    const { pools, task, started, release } = harness(true);
+    pools.submit([task('a', 'short', { host: 'db', port: 5432 }), task('b', 'short', { port: 5432, host: 'db' }), task('c', 'short', { host: 'web' })]);
+    expect(started).toEqual(['a', 'c']);
+    release[0]!();
+    await vi.waitFor(() => expect(started).toEqual(['a', 'c', 'b']));
+  });
+
+  it('lets identical checks run together when safe mode is off', () => {
+    const { pools, task, started } = harness(false);
+    pools.submit([task('a', 'short', { host: 'db' }), task('b', 'short', { host: 'db' })]);
+    expect(started).toEqual(['a', 'b']);
+  });
+
+  it('keys attributes stably, RegExps and Buffers included', () => {
+    expect(stableStringify({ b: [1, /x/i], a: Buffer.from('hi') })).toBe(stableStringify({ a: Buffer.from('hi'), b: [1, /x/i] }));
+    expect(stableStringify({ r: /x/i })).not.toBe(stableStringify({ r: /x/g }));
+  });
+});
+
+describe('Server with pools', () => {
+  const T0 = Date.UTC(2026, 0, 1);
+  beforeEach(() => vi.useFakeTimers({ now: T0 }));
+  afterEach(() => vi.useRealTimers());
+
+  it('keeps fast checks on schedule while slow ones saturate their own pool', async () => {
+    const pool = new TrackedMemoryPool();
+    // 40 slow checks of 9 s every 10 s need 36 slots; their pool has 3 (ceil(10 × 0.3)).
+    for (let i = 0; i < 40; i++) pool.add(checkSpec({ id: `slow-${i}`, command: 'slow', attributes: { target: i }, pool: 'slow', intervalMs: 10_000, timeoutMs: 10_000 }));
+    for (let i = 0; i < 20; i++) pool.add(checkSpec({ id: `fast-${i}`, command: 'noop', attributes: { target: i }, pool: 'fast', intervalMs: 1_000, timeoutMs: 1_000 }));
+    const server = new Server({
+      queue: pool,
+      commands: [noopCommand, scriptedCommand('slow', {}, 9_000)],
+      logger: silentLogger(),
+      concurrency: 10,
+      pools: [
+        { name: 'fast', ratio: 0.7, shared: false },
+        { name: 'slow', ratio: 0.3, shared: false },
+      ],
+      poolRouting: { byCommand: {}, fallback: 'fast' },
+    });
+    const lags: Record<'fast' | 'slow', number[]> = { fast: [], slow: [] };
+    server.on('check:start', ({ check, lagMs }) => lags[check.spec.pool as 'fast' | 'slow'].push(lagMs));
+    server.start();
+    await vi.advanceTimersByTimeAsync(60_000);
+    const slowStats = server.poolStats().find((stats) => stats.name === 'slow');
+    expect(slowStats).toMatchObject({ slots: 3, running: 3 });
+    expect(slowStats!.waiting).toBeGreaterThan(0);
+    const stopped = server.stop({ timeoutMs: 0 });
+    await vi.advanceTimersByTimeAsync(100);
+    await stopped;
+    // Fast checks: every run on time. Slow ones fall ever further behind in their own pool.
+    expect(lags.fast.length).toBeGreaterThanOrEqual(20 * 59);
+    expect(Math.max(...lags.fast)).toBe(0);
+    expect(Math.max(...lags.slow)).toBeGreaterThan(10_000);
+  });
+});
