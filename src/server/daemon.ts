@@ -10,6 +10,7 @@ import { loadConfig, type VigilConfig } from './config.js';
 import { diffChecks } from './config-diff.js';
 import { startHttpEndpoint, type HttpEndpoint } from './http-endpoint.js';
 import { startInstance, type InstanceIdentity } from './instance.js';
+import { registerServerMetrics } from './metrics.js';
 import { Server } from './server.js';
 import { ValidationError } from './validation.js';
 import { version } from './version.js';
@@ -91,6 +92,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stopTimeoutMs: settings.stopTimeoutMs,
     handlerTimeoutMs: settings.handlerTimeoutMs,
   });
+  registerServerMetrics({ registry, server, checks: pool });
   const startedAt = Date.now();
   let http: HttpEndpoint;
   try {

@@ -7,6 +7,8 @@ export interface CheckStartEvent {
   readonly check: Check;
   /** Milliseconds between the check's due time and its start. */
   readonly lagMs: number;
+  /** The pool the check belongs to. */
+  readonly pool: string;
 }
 
 /** Emitted when a check's run is over and its state is updated. */

@@ -290,7 +290,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
         this.#lateStarts++;
         logger.warn({ lagMs, dueAt: new Date(check.dueAt).toISOString() }, 'check started late');
       }
-      this.emit('check:start', { check, lagMs });
+      this.emit('check:start', { check, lagMs, pool: this.#pools.poolOf(spec) });
       const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, stopSignal: this.#stopController.signal, checks: this.#registry });
       if (run.kind === 'shutdown') return await this.#queue.complete(check, check.dueAt);
       await this.#settle(check, run.result, lagMs, logger);

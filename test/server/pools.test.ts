@@ -3,6 +3,8 @@ import type { Check } from '../../src/checks/check.js';
 import { initialCheckState } from '../../src/checks/check.js';
 import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
 import { Pools, stableStringify, type PoolSpec, type PoolTask } from '../../src/server/pools.js';
+import { Registry } from 'prom-client';
+import { registerServerMetrics } from '../../src/server/metrics.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, noopCommand, scriptedCommand } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
@@ -133,19 +135,34 @@ describe('Server with pools', () => {
       ],
       poolRouting: { byCommand: {}, fallback: 'fast' },
     });
-    const lags: Record<'fast' | 'slow', number[]> = { fast: [], slow: [] };
-    server.on('check:start', ({ check, lagMs }) => lags[check.spec.pool as 'fast' | 'slow'].push(lagMs));
+    const registry = new Registry();
+    registerServerMetrics({ registry, server, checks: pool });
     server.start();
     await vi.advanceTimersByTimeAsync(60_000);
-    const slowStats = server.poolStats().find((stats) => stats.name === 'slow');
-    expect(slowStats).toMatchObject({ slots: 3, running: 3 });
-    expect(slowStats!.waiting).toBeGreaterThan(0);
+    const metrics = await registry.metrics();
     const stopped = server.stop({ timeoutMs: 0 });
     await vi.advanceTimersByTimeAsync(100);
     await stopped;
-    // Fast checks: every run on time. Slow ones fall ever further behind in their own pool.
-    expect(lags.fast.length).toBeGreaterThanOrEqual(20 * 59);
-    expect(Math.max(...lags.fast)).toBe(0);
-    expect(Math.max(...lags.slow)).toBeGreaterThan(10_000);
+
+    // The slow pool is saturated, with checks waiting; nothing of it runs elsewhere (no shared pool).
+    expect(metrics).toContain('vigil_pool_slots{pool="slow"} 3');
+    expect(metrics).toContain('vigil_pool_running{pool="slow"} 3');
+    expect(metrics).toMatch(/vigil_pool_waiting\{pool="slow"\} [1-9]\d*/);
+    expect(metrics).toContain('vigil_pool_borrowed{pool="slow"} 0');
+    // Schedule lag from the histogram: every fast run started within 1 ms of its due time, while
+    // most slow runs started more than 5 s late.
+    const fastRuns = sample(metrics, 'vigil_schedule_lag_seconds_count{pool="fast"}');
+    expect(fastRuns).toBeGreaterThanOrEqual(20 * 59);
+    expect(sample(metrics, 'vigil_schedule_lag_seconds_bucket{le="0.001",pool="fast"}')).toBe(fastRuns);
+    const slowRuns = sample(metrics, 'vigil_schedule_lag_seconds_count{pool="slow"}');
+    expect(slowRuns).toBeGreaterThan(10);
+    expect(sample(metrics, 'vigil_schedule_lag_seconds_bucket{le="5",pool="slow"}')).toBeLessThan(slowRuns / 2);
   });
 });
+
+/** The value of one sample line of a Prometheus exposition. */
+function sample(exposition: string, series: string): number {
+  const line = exposition.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  if (line === undefined) throw new Error(`no sample ${series} in the exposition`);
+  return Number(line.slice(series.length + 1));
+}
