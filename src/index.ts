@@ -22,7 +22,9 @@ export { duration, integer, port, nonEmptyString, parseDuration } from './server
 
 export type { Queue, QueueEvent } from './queues/queue.js';
 export { MemoryQueue } from './queues/memory-queue.js';
-export { TrackedMemoryPool, type CheckStatus } from './queues/tracked-memory-pool.js';
+export { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
+export { isCheckRegistry, type CheckRegistry, type CheckStatus } from './queues/check-registry.js';
+export { ResultHistory, type ResultHistoryOptions } from './results/result-history.js';
 
 export { initialCheckState, type Check, type CheckSpec, type CheckState, type StateType } from './checks/check.js';
 export { transition, acknowledge, type Transition } from './checks/state-machine.js';

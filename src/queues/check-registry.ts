@@ -1,5 +1,8 @@
 import type { Check, CheckSpec, CheckState } from '../checks/check.js';
 
+/** How a known check stands: waiting in line, running (claimed), or done (a finished one-shot check). */
+export type CheckStatus = 'waiting' | 'running' | 'done';
+
 /**
  * A queue that knows its checks by id and lets them be changed at runtime (TrackedMemoryPool does).
  * The server uses it for acknowledgements, passive results and "run now"; commands that manage other
@@ -10,6 +13,8 @@ export interface CheckRegistry {
   get(id: string): Check | undefined;
   /** Every known check. */
   list(): Check[];
+  /** Whether the check waits, runs or is done; `undefined` when unknown. */
+  status(id: string): CheckStatus | undefined;
   /** Adds a check, its first run spread across its interval. Throws when the id is taken. */
   add(spec: CheckSpec): Check;
   /** Replaces a check's spec, keeping its state; a running check takes it from its next run. */

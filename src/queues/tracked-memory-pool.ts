@@ -1,11 +1,9 @@
 import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
 import { firstDueAt } from '../checks/schedule.js';
 import { MemoryQueue } from './memory-queue.js';
-import type { CheckRegistry } from './check-registry.js';
+import type { CheckRegistry, CheckStatus } from './check-registry.js';
 import type { Queue, QueueEvent } from './queue.js';
 
-/** How a tracked check stands: waiting in line, running (claimed), or done (a finished one-shot check). */
-export type CheckStatus = 'waiting' | 'running' | 'done';
 
 interface Tracked {
   check: Check;
