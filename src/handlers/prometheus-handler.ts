@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Metric } from '../results/metric.js';
 import { z } from 'zod';
 import { stateCode, States, type State } from '../results/result.js';
 import { defineHandler, type Handler } from './handler.js';
@@ -8,10 +9,14 @@ import { defineHandler, type Handler } from './handler.js';
  *
  * - `vigil_check_up{check}`: 1 while the last run was ok or warn, else 0
  * - `vigil_check_state{check}`: Nagios code of the last run's state (0 ok, 1 warn, 2 crit, 3 unknown)
- * - `vigil_check_duration_seconds{check,command}`: duration of the last run
+ * - `vigil_check_duration_seconds{command}`: histogram of run durations, by command
+ * - `vigil_check_last_duration_seconds{check}`: duration of the last run
  * - `vigil_check_last_run_timestamp_seconds{check}`: when the last run started, Unix seconds
  * - `vigil_check_attempts{check}`: consecutive non-OK results while a problem is being confirmed
  * - `vigil_check_runs_total{check,command,state}`: runs by state
+ * - `vigil_check_metric{check,metric}`: every gauge Metric of the last run (`connect_time`, `rtt_avg`, …)
+ * - `vigil_check_metric_total{check,metric}`: every counter Metric (cumulative values; a value below the
+ *   previous one is a reset of the series)
  */
 export const prometheusHandlerType = defineHandler({
   type: 'prometheus',
@@ -26,19 +31,25 @@ interface CheckSeries {
   readonly command: string;
   readonly up: Gauge.Internal<string>;
   readonly state: Gauge.Internal<string>;
-  readonly duration: Gauge.Internal<string>;
+  readonly duration: Histogram.Internal<string>;
+  readonly lastDuration: Gauge.Internal<string>;
   readonly lastRun: Gauge.Internal<string>;
   readonly attempts: Gauge.Internal<string>;
   readonly runs: Readonly<Record<State, Counter.Internal>>;
+  /** Result Metrics seen for the check, by name: their series, and a counter's last cumulative value. */
+  readonly values: Map<string, { readonly kind: Metric['kind']; series: Gauge.Internal<string> | Counter.Internal; last: number }>;
 }
 
 function prometheusHandler(name: string, registry: Registry): Handler {
   const up = gauge(registry, 'vigil_check_up', 'Whether the last run of the check was ok or warn (1) or not (0).', ['check']);
   const state = gauge(registry, 'vigil_check_state', 'State of the last run of the check: 0 ok, 1 warn, 2 crit, 3 unknown.', ['check']);
-  const duration = gauge(registry, 'vigil_check_duration_seconds', 'Duration of the last run of the check, in seconds.', ['check', 'command']);
+  const duration = histogram(registry, 'vigil_check_duration_seconds', 'Durations of check runs, in seconds, by command.', ['command']);
+  const lastDuration = gauge(registry, 'vigil_check_last_duration_seconds', 'Duration of the last run of the check, in seconds.', ['check']);
   const lastRun = gauge(registry, 'vigil_check_last_run_timestamp_seconds', 'When the last run of the check started, in Unix seconds.', ['check']);
   const attempts = gauge(registry, 'vigil_check_attempts', 'Consecutive non-OK results while a problem of the check is being confirmed.', ['check']);
   const runs = counter(registry, 'vigil_check_runs_total', 'Runs of the check, by state.', ['check', 'command', 'state']);
+  const metricGauge = gauge(registry, 'vigil_check_metric', 'A value the last run of the check measured, by metric name.', ['check', 'metric']);
+  const metricCounter = counter(registry, 'vigil_check_metric_total', 'A cumulative count the check reports, by metric name.', ['check', 'metric']);
 
   const series = new Map<string, CheckSeries>();
 
@@ -51,7 +62,8 @@ function prometheusHandler(name: string, registry: Registry): Handler {
       command,
       up: up.labels(checkId),
       state: state.labels(checkId),
-      duration: duration.labels(checkId, command),
+      duration: duration.labels(command),
+      lastDuration: lastDuration.labels(checkId),
       lastRun: lastRun.labels(checkId),
       attempts: attempts.labels(checkId),
       runs: {
@@ -60,6 +72,7 @@ function prometheusHandler(name: string, registry: Registry): Handler {
         crit: runs.labels(checkId, command, 'crit'),
         unknown: runs.labels(checkId, command, 'unknown'),
       },
+      values: new Map(),
     };
     // Every state starts at 0, so that `increase()` sees a check's first crit run.
     for (const stateName of States) created.runs[stateName].inc(0);
@@ -68,8 +81,34 @@ function prometheusHandler(name: string, registry: Registry): Handler {
   }
 
   function removeCommandSeries(checkId: string, command: string): void {
-    duration.remove(checkId, command);
     for (const stateName of States) runs.remove(checkId, command, stateName);
+  }
+
+  function record(checkSeries: CheckSeries, checkId: string, metric: Metric): void {
+    let known = checkSeries.values.get(metric.name);
+    if (known?.kind !== metric.kind) {
+      if (known) removeValue(checkId, metric.name, known.kind);
+      const series = metric.kind === 'counter' ? metricCounter.labels(checkId, metric.name) : metricGauge.labels(checkId, metric.name);
+      known = { kind: metric.kind, series, last: 0 };
+      checkSeries.values.set(metric.name, known);
+    }
+    if (metric.kind === 'gauge') {
+      (known.series as Gauge.Internal<string>).set(metric.value);
+      return;
+    }
+    if (metric.value < known.last) {
+      // The source restarted its count: start the series over, which Prometheus reads as a reset.
+      metricCounter.remove(checkId, metric.name);
+      known.series = metricCounter.labels(checkId, metric.name);
+      known.last = 0;
+    }
+    (known.series as Counter.Internal).inc(metric.value - known.last);
+    known.last = metric.value;
+  }
+
+  function removeValue(checkId: string, name: string, kind: Metric['kind']): void {
+    if (kind === 'counter') metricCounter.remove(checkId, name);
+    else metricGauge.remove(checkId, name);
   }
 
   return {
@@ -80,10 +119,12 @@ function prometheusHandler(name: string, registry: Registry): Handler {
       const checkSeries = seriesOf(check.id, check.command);
       checkSeries.up.set(result.state === 'ok' || result.state === 'warn' ? 1 : 0);
       checkSeries.state.set(stateCode(result.state));
-      checkSeries.duration.set(result.durationMs / 1000);
+      checkSeries.duration.observe(result.durationMs / 1000);
+      checkSeries.lastDuration.set(result.durationMs / 1000);
       checkSeries.lastRun.set(result.startedAt / 1000);
       checkSeries.attempts.set(checkState.attempt);
       checkSeries.runs[result.state].inc();
+      for (const metric of result.metrics) if (Number.isFinite(metric.value)) record(checkSeries, check.id, metric);
     },
     checkRemoved(checkId) {
       const known = series.get(checkId);
@@ -91,7 +132,11 @@ function prometheusHandler(name: string, registry: Registry): Handler {
       state.remove(checkId);
       lastRun.remove(checkId);
       attempts.remove(checkId);
-      if (known !== undefined) removeCommandSeries(checkId, known.command);
+      lastDuration.remove(checkId);
+      if (known !== undefined) {
+        removeCommandSeries(checkId, known.command);
+        for (const [name, value] of known.values) removeValue(checkId, name, value.kind);
+      }
       series.delete(checkId);
     },
   };
@@ -103,6 +148,15 @@ function gauge(registry: Registry, name: string, help: string, labelNames: reado
   if (existing === undefined) return new Gauge({ name, help, labelNames, registers: [registry] });
   if (existing instanceof Gauge && hasLabels(existing, labelNames)) return existing;
   throw new Error(`Expected metric \`${name}\` on the registry to be a gauge labelled ${labelNames.join(', ')}, got ${describeMetric(existing)}`);
+}
+
+function histogram(registry: Registry, name: string, help: string, labelNames: readonly string[]): Histogram {
+  const existing = registry.getSingleMetric(name);
+  if (existing === undefined) {
+    return new Histogram({ name, help, labelNames, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] });
+  }
+  if (existing instanceof Histogram && hasLabels(existing, labelNames)) return existing;
+  throw new Error(`Expected metric \`${name}\` on the registry to be a histogram labelled ${labelNames.join(', ')}, got ${describeMetric(existing)}`);
 }
 
 function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter {

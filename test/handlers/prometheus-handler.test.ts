@@ -4,6 +4,7 @@ import { initialCheckState, type CheckSpec, type CheckState } from '../../src/ch
 import type { Handler, HandlerContext, Outcome } from '../../src/handlers/handler.js';
 import { prometheusHandlerType } from '../../src/handlers/prometheus-handler.js';
 import type { IncidentEvent } from '../../src/results/incident.js';
+import { counter, gauge, type Metric } from '../../src/results/metric.js';
 import type { Result, State } from '../../src/results/result.js';
 import { silentLogger } from '../helpers/logger.js';
 
@@ -72,7 +73,10 @@ describe('prometheus handler', () => {
       expect.arrayContaining([
         'vigil_check_up{check="web"} 0',
         'vigil_check_state{check="web"} 2',
-        'vigil_check_duration_seconds{check="web",command="tcp"} 1.5',
+        'vigil_check_last_duration_seconds{check="web"} 1.5',
+        'vigil_check_duration_seconds_bucket{le="2.5",command="tcp"} 1',
+        'vigil_check_duration_seconds_bucket{le="1",command="tcp"} 0',
+        'vigil_check_duration_seconds_count{command="tcp"} 1',
         'vigil_check_last_run_timestamp_seconds{check="web"} 1700000123',
         'vigil_check_attempts{check="web"} 2',
         'vigil_check_runs_total{check="web",command="tcp",state="crit"} 1',
@@ -149,8 +153,10 @@ describe('prometheus handler', () => {
 
     const lines = await samples(registry);
     expect(lines.filter((line) => line.includes('check="web"'))).toEqual([]);
-    // db: up, state, duration, last run, attempts and four runs_total states
+    // db: up, state, last duration, last run, attempts and four runs_total states
     expect(lines.filter((line) => line.includes('check="db"'))).toHaveLength(9);
+    // The duration histogram is by command, not by check: removing a check leaves it alone.
+    expect(lines).toContain('vigil_check_duration_seconds_count{command="tcp"} 1');
   });
 
   it('forgets a removed check’s series that a command change left behind', async () => {
@@ -160,7 +166,7 @@ describe('prometheus handler', () => {
     await run(prometheus, outcome(spec('web', 'http'), result('ok')));
 
     const lines = await samples(registry);
-    expect(lines.filter((line) => line.includes('command="tcp"'))).toEqual([]);
+    expect(lines.filter((line) => line.includes('check="web"') && line.includes('command="tcp"'))).toEqual([]);
     expect(lines).toContain('vigil_check_runs_total{check="web",command="http",state="ok"} 1');
   });
 
@@ -197,7 +203,10 @@ describe('prometheus handler', () => {
     expect(registry.getMetricsAsArray().map((metric) => metric.name).sort()).toEqual([
       'vigil_check_attempts',
       'vigil_check_duration_seconds',
+      'vigil_check_last_duration_seconds',
       'vigil_check_last_run_timestamp_seconds',
+      'vigil_check_metric',
+      'vigil_check_metric_total',
       'vigil_check_runs_total',
       'vigil_check_state',
       'vigil_check_up',
@@ -223,7 +232,24 @@ describe('prometheus handler', () => {
 
   it('says what is wrong when the registry has a metric of that name with other labels', () => {
     const registry = new Registry();
-    new Gauge({ name: 'vigil_check_duration_seconds', help: 'not ours', labelNames: ['check'], registers: [registry] });
-    expect(() => handler(registry)).toThrow(/vigil_check_duration_seconds.*labelled check, command, got a gauge labelled check$/);
+    new Gauge({ name: 'vigil_check_runs_total', help: 'not ours', labelNames: ['check'], registers: [registry] });
+    expect(() => handler(registry)).toThrow(/vigil_check_runs_total.*counter labelled check, command, state, got a gauge labelled check$/);
+  });
+
+  it('exposes every Result Metric: gauges as vigil_check_metric, counters as vigil_check_metric_total', async () => {
+    const registry = new Registry();
+    const prometheus = handler(registry);
+    const withMetrics = (metrics: Metric[]): Result => ({ ...result('ok'), metrics });
+    await run(prometheus, outcome(spec('worker'), withMetrics([gauge('age', 3.5, 's'), counter('beat', 10)])));
+    await run(prometheus, outcome(spec('worker'), withMetrics([gauge('age', 1, 's'), counter('beat', 14)])));
+    let lines = await samples(registry);
+    expect(lines).toContain('vigil_check_metric{check="worker",metric="age"} 1');
+    expect(lines).toContain('vigil_check_metric_total{check="worker",metric="beat"} 14');
+    // The process restarted its count: the series starts over.
+    await run(prometheus, outcome(spec('worker'), withMetrics([gauge('age', 0.2, 's'), counter('beat', 2)])));
+    lines = await samples(registry);
+    expect(lines).toContain('vigil_check_metric_total{check="worker",metric="beat"} 2');
+    prometheus.checkRemoved?.('worker');
+    expect((await samples(registry)).filter((line) => line.includes('worker'))).toEqual([]);
   });
 });
