@@ -102,7 +102,7 @@ function prometheusHandler(name: string, registry: Registry): Handler {
       known.series = metricCounter.labels(checkId, metric.name);
       known.last = 0;
     }
-    (known.series as Counter.Internal).inc(metric.value - known.last);
+    known.series.inc(metric.value - known.last);
     known.last = metric.value;
   }
 
