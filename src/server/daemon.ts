@@ -63,6 +63,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const identity = await startInstance(settings.dataDir, Date.now(), logger);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client exposes these gauges with a `_total` suffix, which Prometheus reserves for counters
+  // (`promtool check metrics` objects); they say little that nodejs_active_* resources do not.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
   const handlers: Handler[] = config.handlers.map((entry) => {
     const type = config.handlerTypes.get(entry.type);
     if (!type) throw new Error(`handler "${entry.name}" has unknown type "${entry.type}"`);
