@@ -1,5 +1,8 @@
 import type { AnyCommand } from './commands/command.js';
+import { dnsCommand } from './commands/dns.js';
 import { execCommand } from './commands/exec.js';
+import { heartbeatDirCommand } from './commands/heartbeat-dir.js';
+import { heartbeatFileCommand } from './commands/heartbeat-file.js';
 import { pingCommand } from './commands/ping.js';
 import { tcpCommand } from './commands/tcp.js';
 import type { AnyHandlerType } from './handlers/handler.js';
@@ -8,7 +11,7 @@ import { prometheusHandlerType } from './handlers/prometheus-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), pingCommand(), execCommand()];
+  return [tcpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */

@@ -17,6 +17,8 @@ import { systemClock } from './server/clock.js';
 import { runCheck } from './server/run-check.js';
 import { ValidationError } from './server/validation.js';
 import { version } from './server/version.js';
+import { superviseWithHeartbeat } from './heartbeats/supervise.js';
+import { parseDuration } from './server/schema-types.js';
 
 const USAGE = `vigil ${version} — check poller and heartbeat monitor
 
@@ -25,6 +27,7 @@ Usage:
   vigil status [-c FILE]                    is the daemon of this config running? exit 0 yes, 3 no
   vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
   vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
+  vigil beat --file FILE [--every 5s] [-- COMMAND ARGS…]   write a heartbeat file (for a command)
   vigil COMMAND --help                      help for one command
 
 The config file is -c FILE, else $VIGIL_CONFIG, else ./config/vigil.yaml, else the example config
@@ -47,6 +50,14 @@ Asks /healthz at the config's server address. Exit 0 when vigil answers (running
   validate: `Usage: vigil validate [-c FILE]
 
 Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.`,
+  beat: `Usage: vigil beat --file FILE [--every DURATION] [-- COMMAND ARGS…]
+
+Writes a heartbeat file (JSON: timestamp, uptime, memoryUsage, pid, beat) every DURATION (default 5s),
+atomically, for a heartbeat-file or heartbeat-dir check to watch.
+With a COMMAND: runs it (no shell) and beats while it runs. A clean exit (0, or a stop vigil beat
+passed on) removes the file; a crash leaves it to go stale, so the monitor sees a heart attack.
+vigil beat exits with the command's code (128 + signal number for a signal).
+Without a COMMAND: beats until SIGTERM/SIGINT, then removes the file (a sidecar).`,
   once: `Usage: vigil once CHECK_ID [-c FILE] [--json]
 
 Runs one check of the config once and prints its Result. The exit code is the Nagios one:
@@ -58,6 +69,8 @@ const OPTIONS = {
   config: { type: 'string', short: 'c' },
   'log-level': { type: 'string' },
   pidfile: { type: 'string' },
+  file: { type: 'string' },
+  every: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -67,9 +80,13 @@ const OPTIONS = {
 const EXIT_USAGE = 64;
 
 async function main(argv: readonly string[]): Promise<number> {
+  // Everything after `--` belongs to the command `vigil beat` supervises, flags included.
+  const separator = argv.indexOf('--');
+  const own = separator < 0 ? argv : argv.slice(0, separator);
+  const supervised = separator < 0 ? [] : argv.slice(separator + 1);
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true });
+    parsed = parseArgs({ args: [...own], options: OPTIONS, allowPositionals: true });
   } catch (error) {
     process.stderr.write(`vigil: ${(error as Error).message}\n\n${USAGE}\n`);
     return EXIT_USAGE;
@@ -92,6 +109,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${HELP[command]}\n`);
     return 0;
   }
+  if (command === 'beat') return beat(values.file, values.every ?? '5s', supervised);
   const configFile = resolveConfigFile(values.config);
   switch (command) {
     case 'run':
@@ -165,6 +183,26 @@ function formatResult(checkId: string, result: Result): string {
   const perfdata = result.metrics.map((metric) => `${metric.name}=${metric.value}${metric.unit};${metric.warn ?? ''};${metric.crit ?? ''}`.replace(/;+$/, ''));
   const line = `${checkId} ${result.state.toUpperCase()} ${result.reason}: ${result.message}`;
   return perfdata.length > 0 ? `${line} | ${perfdata.join(' ')}` : line;
+}
+
+async function beat(file: string | undefined, every: string, argv: readonly string[]): Promise<number> {
+  const intervalMs = parseDuration(every);
+  if (file === undefined || intervalMs === undefined || intervalMs < 1) {
+    process.stderr.write(`vigil beat: ${file === undefined ? 'expected --file FILE' : `expected --every as a duration like 5s, got ${JSON.stringify(every)}`}\n\n${HELP.beat}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await superviseWithHeartbeat({
+      file: resolve(file),
+      intervalMs,
+      ...(argv.length > 0 ? { argv } : {}),
+      onError: (error) => process.stderr.write(`vigil beat: cannot write ${file}: ${describe(error)}\n`),
+    });
+  } catch (error) {
+    process.stderr.write(`vigil beat: ${describe(error)}\n`);
+    // The shell's conventions: 127 command not found, 126 found but not runnable.
+    return (error as { cause?: { code?: string } }).cause?.code === 'ENOENT' ? 127 : 126;
+  }
 }
 
 async function status(configFile: string): Promise<number> {

@@ -31,6 +31,15 @@ export { transition, acknowledge, type Transition } from './checks/state-machine
 
 export { defineCommand, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
 export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
+export { pingCommand, type PingAttributes } from './commands/ping.js';
+export { processPingEngine, type PingEngine, type PingTarget, type PingReply } from './commands/ping-engine.js';
+export { execCommand, type ExecAttributes } from './commands/exec.js';
+export { dnsCommand, type DnsAttributes } from './commands/dns.js';
+export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat-file.js';
+export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat-dir.js';
+export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';
+export { superviseWithHeartbeat, type SuperviseOptions } from './heartbeats/supervise.js';
+export { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from './heartbeats/heartbeat-file-format.js';
 
 export { defineHandler, type Handler, type HandlerType, type HandlerContext, type HandlerDeps, type Outcome } from './handlers/handler.js';
 export { logHandlerType } from './handlers/log-handler.js';

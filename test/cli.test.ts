@@ -122,6 +122,33 @@ describe('vigil once', () => {
   });
 });
 
+describe('vigil beat', () => {
+  it('beats while the command runs, removes the file on a clean exit, and keeps it on a crash', async () => {
+    const file = join(dir, 'beats', 'worker.json');
+    // The command exits once it has seen two beats written by its supervisor.
+    const script = `const fs=require('fs');const t=setInterval(()=>{try{const b=JSON.parse(fs.readFileSync(${JSON.stringify(file)},'utf8'));if(b.beat>=2){clearInterval(t);process.exit(Number(process.argv[1]))}}catch{}},20);setTimeout(()=>process.exit(9),20000)`;
+    const clean = await runCli(['beat', '--file', file, '--every', '50ms', '--', process.execPath, '-e', script, '0']);
+    expect(clean.stderr).toBe('');
+    expect(clean.code).toBe(0);
+    await expect(readFile(file, 'utf8')).rejects.toThrow(/ENOENT/);
+
+    const crash = await runCli(['beat', '--file', file, '--every', '50ms', '--', process.execPath, '-e', script, '3']);
+    expect(crash.code).toBe(3);
+    const left = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    expect(left.beat).toBeGreaterThanOrEqual(2);
+    expect(typeof left.timestamp).toBe('number');
+  });
+
+  it('exits 127 when the command does not exist, and 64 without --file', async () => {
+    const missing = await runCli(['beat', '--file', join(dir, 'x.json'), '--', join(dir, 'no-such-program')]);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toContain('cannot start');
+    const usage = await runCli(['beat', '--every', '1s']);
+    expect(usage.code).toBe(64);
+    expect(usage.stderr).toContain('expected --file FILE');
+  });
+});
+
 describe('vigil run', () => {
   it('serves /metrics and /healthz, and stops gracefully on SIGTERM with a check in flight', async () => {
     let inFlight!: () => void;

@@ -2,6 +2,7 @@ import { initialCheckState, type Check, type CheckSpec, type CheckState } from '
 import { firstDueAt } from '../checks/schedule.js';
 import { MemoryQueue } from './memory-queue.js';
 import type { CheckRegistry, CheckStatus } from './check-registry.js';
+import { restoredSchedule, type SavedCheck } from './state-file.js';
 import type { Queue, QueueEvent } from './queue.js';
 
 
@@ -29,6 +30,8 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
   readonly #now: () => number;
+  /** Saved states of checks not added yet, taken by the first `add` of their id (see `adopt`). */
+  readonly #adoptable = new Map<string, SavedCheck>();
 
   constructor(options: TrackedMemoryPoolOptions = {}) {
     this.#now = options.now ?? Date.now;
@@ -43,12 +46,26 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   add(spec: CheckSpec, restored: { state?: CheckState; dueAt?: number | null; slotAt?: number } = {}): Check {
     // A check removed while it runs stays tracked until its run completes; its id is free again.
     if (this.#tracked.get(spec.id)?.removed === false) throw new Error(`check "${spec.id}" already exists`);
+    const adopted = this.#adoptable.get(spec.id);
+    if (adopted) {
+      this.#adoptable.delete(spec.id);
+      if (restored.state === undefined) restored = { state: adopted.state, ...restoredSchedule(adopted, spec, this.#now()) };
+    }
     const dueAt = restored.dueAt === undefined ? firstDueAt(spec.id, spec.intervalMs, this.#now()) : restored.dueAt;
     const slotAt = restored.slotAt ?? dueAt ?? this.#now();
     const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt: dueAt ?? slotAt, slotAt };
     this.#tracked.set(spec.id, { check, status: dueAt === null ? 'done' : 'waiting', removed: false, nextSpec: null });
     if (dueAt !== null) this.#queue.push(check);
     return check;
+  }
+
+  /**
+   * Keeps saved state for checks that are not known yet but may be added at runtime (a heartbeat-dir's
+   * children, checks created through the API): the first `add` of such an id restores it, so a restart
+   * neither forgets their open incidents nor alerts again.
+   */
+  adopt(id: string, saved: SavedCheck): void {
+    if (!this.#tracked.has(id)) this.#adoptable.set(id, saved);
   }
 
   /**

@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
+import { heartbeatDirOf } from '../commands/heartbeat-dir.js';
 import type { Handler } from '../handlers/handler.js';
 import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
 import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
@@ -81,7 +82,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const previous = saved.get(spec.id);
     if (previous) restored++;
     pool.add(spec, previous ? { state: previous.state, ...restoredSchedule(previous, spec, now) } : {});
+    saved.delete(spec.id);
   }
+  // The rest belong to checks added at runtime (a heartbeat-dir's children): theirs when they come back.
+  for (const [id, previous] of saved) pool.adopt(id, previous);
+  // A heartbeat-dir's children go with it.
+  pool.watch((event) => {
+    if (event.type !== 'removed') return;
+    for (const check of pool.list()) if (heartbeatDirOf(check) === event.checkId) pool.remove(check.spec.id);
+  });
 
   const server = new Server({
     queue: pool,

@@ -89,6 +89,18 @@ describe('TrackedMemoryPool.add', () => {
     expect(await pool.count()).toBe(2);
   });
 
+  it('restores an adopted saved state on the first add of its id, once', async () => {
+    const { pool } = setup();
+    pool.adopt('child', { state: downState, dueAt: T0 + 2_000, slotAt: T0 + 2_000 });
+    expect(pool.add(checkSpec({ id: 'child' }))).toMatchObject({ state: downState, dueAt: T0 + 2_000 });
+    pool.remove('child');
+    expect(pool.add(checkSpec({ id: 'child' })).state).toBe(initialCheckState);
+    // Adopting the id of a known check changes nothing.
+    pool.adopt('child', { state: downState, dueAt: T0, slotAt: T0 });
+    expect(pool.get('child')?.state).toBe(initialCheckState);
+    expect(await pool.count()).toBe(1);
+  });
+
   it('throws for an id that is taken', () => {
     const { pool } = setup();
     pool.add(checkSpec({ id: 'a' }));
