@@ -61,6 +61,8 @@ export interface ServerConfig {
   readonly poolRouting: PoolRouting;
   /** Two checks with the same command and attributes never run at once; default true. */
   readonly safeMode: boolean;
+  /** Reads of the HTTP API need the bearer token too; default false. */
+  readonly protectReads: boolean;
   /** Stop with exit code 75 when the install directory's real path changes; default false. */
   readonly exitOnPathChange: boolean;
   /** How often that is looked at (`pathCheckInterval`); default 5 s. */
@@ -178,6 +180,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
   });
 
   const pools = resolvePools(server, issues);
+  if (server.protectReads && server.apiToken === null) issues.push({ path: ['server', 'protectReads'], message: 'expected server.apiToken to be set: reads cannot need a token that does not exist' });
   const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames: new Set(pools.pools.map((pool) => pool.name)) }, issues, references);
 
   const configs = [...handlers.configs.values()];
@@ -212,6 +215,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
       pools: pools.pools,
       poolRouting: pools.routing,
       safeMode: server.safeMode,
+      protectReads: server.protectReads,
       exitOnPathChange: server.exitOnPathChange,
       pathCheckIntervalMs: server.pathCheckInterval,
     },
@@ -283,6 +287,7 @@ export const serverSchema = z.strictObject(
     defaultPool: nonEmptyString('a pool name').optional().meta({ description: 'Pool of checks that name none; default the first shared pool, else the first pool' }),
     commandPools: z.record(z.string(), nonEmptyString('a pool name'), { error: 'expected a mapping of command names to pool names' }).optional().meta({ description: 'Default pool per command; exec checks default to a pool named exec when there is one' }),
     safeMode: z.boolean({ error: 'expected true or false' }).default(true).meta({ description: 'Two checks with the same command and attributes never run at once' }),
+    protectReads: z.boolean({ error: 'expected true or false' }).default(false).meta({ description: 'Reads of the HTTP API need the bearer token too' }),
     exitOnPathChange: z.boolean({ error: 'expected true or false' }).default(false).meta({ description: 'Stop (exit code 75) when the real path behind the install directory changes, e.g. a release deployed by switching a symlink' }),
     pathCheckInterval: durationField('How often exitOnPathChange looks at the install directory').prefault('5s'),
   },

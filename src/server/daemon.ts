@@ -7,7 +7,11 @@ import { heartbeatDirOf } from '../commands/heartbeat-dir.js';
 import type { Handler } from '../handlers/handler.js';
 import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
 import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
-import { loadConfig, type VigilConfig } from './config.js';
+import type { CheckSpec } from '../checks/check.js';
+import type { ParseResult } from '../commands/command.js';
+import { ResultHistory } from '../results/result-history.js';
+import { loadConfig, parseCheckSpec, type VigilConfig } from './config.js';
+import { registerApiRoutes } from './http-api.js';
 import { diffChecks } from './config-diff.js';
 import { startHttpEndpoint, type HttpEndpoint } from './http-endpoint.js';
 import { startInstance, type InstanceIdentity } from './instance.js';
@@ -105,6 +109,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     handlerTimeoutMs: settings.handlerTimeoutMs,
   });
   registerServerMetrics({ registry, server, checks: pool });
+  const history = new ResultHistory();
+  server.on('check:finish', (event) => history.record(event.check.id, event.result));
+  server.on('incident:resolve', (event) => history.recordResolved(event.incident));
+  pool.watch((event) => {
+    if (event.type === 'removed') history.forget(event.checkId);
+  });
+  const handlerNames = new Set(handlers.map((handler) => handler.name));
+  const poolNames = new Set(settings.pools.map((spec) => spec.name));
+  // Reads `config` when called, so the defaults of a reloaded config apply to checks created later.
+  const parseCheck = (raw: unknown): ParseResult<CheckSpec> =>
+    parseCheckSpec(raw, { defaults: config.defaults, commands: config.commands, handlerNames, poolNames });
   const startedAt = Date.now();
   let http: HttpEndpoint;
   try {
@@ -113,6 +128,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       port: settings.port,
       registry,
       logger,
+      routes: (app) => registerApiRoutes(app, { server, checks: pool, history, parseCheck, apiToken: settings.apiToken, protectReads: settings.protectReads, logger }),
       health: () => ({
         status: server.stopping ? 'stopping' : 'ok',
         instanceId: identity.id,
@@ -149,9 +165,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
     }
     const diff = diffChecks(config.checks, next.checks);
+    // Checks may have been changed through the API meanwhile: the file wins for the ids it names.
     for (const id of diff.removed) pool.remove(id);
-    for (const spec of diff.changed) pool.update(spec);
-    for (const spec of diff.added) pool.add(spec);
+    for (const spec of [...diff.changed, ...diff.added]) pool.upsert(spec);
     config = next;
     const report = { ok: true as const, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, unchanged: diff.unchanged.length };
     logger.info(report, 'config reloaded');

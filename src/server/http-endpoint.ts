@@ -58,7 +58,8 @@ export interface HttpErrorBody {
  */
 export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<HttpEndpoint> {
   const { host, port, registry, health, logger, routes } = options;
-  const app = fastify({ logger: false });
+  // Check ids may be 200 characters long (incident ids a few more); fastify's default cap is 100.
+  const app = fastify({ logger: false, routerOptions: { maxParamLength: 256 } });
 
   app.get('/metrics', async (_request, reply) => {
     const text = await registry.metrics();

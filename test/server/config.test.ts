@@ -154,6 +154,7 @@ checks:
       // Checks that name no pool go to the first shared pool; no pool is named exec, so exec has no default.
       poolRouting: { fallback: 'overflow', byCommand: {} },
       safeMode: true,
+      protectReads: false,
       exitOnPathChange: false,
       pathCheckIntervalMs: 5000,
     });
