@@ -1,6 +1,7 @@
 import type { AnyCommand } from './commands/command.js';
 import { dnsCommand } from './commands/dns.js';
 import { execCommand } from './commands/exec.js';
+import { httpCommand } from './commands/http.js';
 import { heartbeatDirCommand } from './commands/heartbeat-dir.js';
 import { heartbeatFileCommand } from './commands/heartbeat-file.js';
 import { pingCommand } from './commands/ping.js';
@@ -11,7 +12,7 @@ import { prometheusHandlerType } from './handlers/prometheus-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand()];
+  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */

@@ -31,6 +31,7 @@ export { transition, acknowledge, type Transition } from './checks/state-machine
 
 export { defineCommand, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
 export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
+export { httpCommand, type HttpAttributes } from './commands/http.js';
 export { pingCommand, type PingAttributes } from './commands/ping.js';
 export { processPingEngine, type PingEngine, type PingTarget, type PingReply } from './commands/ping-engine.js';
 export { execCommand, type ExecAttributes } from './commands/exec.js';

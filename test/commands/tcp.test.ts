@@ -6,6 +6,12 @@ import { tcpCommand, type TcpAttributes } from '../../src/commands/tcp.js';
 import type { CommandOutcome } from '../../src/results/result.js';
 import { silentLogger } from '../helpers/logger.js';
 
+/**
+ * A name the resolver rejects on this machine without asking any server (a label may be at most 63
+ * characters), so the test sends no DNS query off the machine.
+ */
+const UNRESOLVABLE = `${'a'.repeat(64)}.invalid`;
+
 const tcp = tcpCommand();
 const logger = silentLogger();
 
@@ -74,10 +80,10 @@ describe('tcp command: running', () => {
 
   it('reports dns for a host name that cannot be resolved, without waiting long', async () => {
     const started = performance.now();
-    const outcome = await run({ host: 'nonexistent.invalid', port: 80 });
+    const outcome = await run({ host: UNRESOLVABLE, port: 80 });
     expect(outcome.state).toBe('crit');
     expect(outcome.reason).toBe('dns');
-    expect(outcome.message).toMatch(/^cannot resolve host nonexistent\.invalid \((ENOTFOUND|EAI_AGAIN)\)$/);
+    expect(outcome.message).toBe(`cannot resolve host ${UNRESOLVABLE} (ENOTFOUND)`);
     expect(performance.now() - started).toBeLessThan(5000);
   });
 

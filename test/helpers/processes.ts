@@ -53,5 +53,5 @@ export async function pollUntil<T>(probe: () => Promise<T | undefined>, what: st
     }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`);
 }
