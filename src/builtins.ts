@@ -9,6 +9,7 @@ import { tcpCommand } from './commands/tcp.js';
 import type { AnyHandlerType } from './handlers/handler.js';
 import { logHandlerType } from './handlers/log-handler.js';
 import { prometheusHandlerType } from './handlers/prometheus-handler.js';
+import { webhookHandlerType } from './handlers/webhook-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
@@ -17,5 +18,5 @@ export function builtinCommands(): AnyCommand[] {
 
 /** The handler types every vigil has; plugins add more. */
 export function builtinHandlerTypes(): AnyHandlerType[] {
-  return [logHandlerType, prometheusHandlerType];
+  return [logHandlerType, prometheusHandlerType, webhookHandlerType];
 }

@@ -45,6 +45,7 @@ export { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from './hear
 export { defineHandler, type Handler, type HandlerType, type HandlerContext, type HandlerDeps, type Outcome } from './handlers/handler.js';
 export { logHandlerType } from './handlers/log-handler.js';
 export { prometheusHandlerType } from './handlers/prometheus-handler.js';
+export { webhookHandlerType, type WebhookHandlerOptions, type WebhookPayload } from './handlers/webhook-handler.js';
 export { builtinCommands, builtinHandlerTypes } from './builtins.js';
 
 export { States, stateCode, severity, type State, type Result, type CommandOutcome } from './results/result.js';
