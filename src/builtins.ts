@@ -4,7 +4,9 @@ import { execCommand } from './commands/exec.js';
 import { httpCommand } from './commands/http.js';
 import { heartbeatDirCommand } from './commands/heartbeat-dir.js';
 import { heartbeatFileCommand } from './commands/heartbeat-file.js';
+import { peerCommand } from './commands/peer.js';
 import { pingCommand } from './commands/ping.js';
+import { pushCommand } from './commands/push.js';
 import { tcpCommand } from './commands/tcp.js';
 import type { AnyHandlerType } from './handlers/handler.js';
 import { logHandlerType } from './handlers/log-handler.js';
@@ -13,7 +15,7 @@ import { webhookHandlerType } from './handlers/webhook-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand()];
+  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand(), pushCommand(), peerCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */

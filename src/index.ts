@@ -36,6 +36,8 @@ export { pingCommand, type PingAttributes } from './commands/ping.js';
 export { processPingEngine, type PingEngine, type PingTarget, type PingReply } from './commands/ping-engine.js';
 export { execCommand, type ExecAttributes } from './commands/exec.js';
 export { dnsCommand, type DnsAttributes } from './commands/dns.js';
+export { pushCommand, type PushAttributes } from './commands/push.js';
+export { peerCommand, type PeerAttributes } from './commands/peer.js';
 export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat-file.js';
 export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat-dir.js';
 export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';

@@ -12,6 +12,8 @@ import type { ParseResult } from '../commands/command.js';
 import { ResultHistory } from '../results/result-history.js';
 import { loadConfig, parseCheckSpec, type VigilConfig } from './config.js';
 import { registerApiRoutes } from './http-api.js';
+import { registerPushRoutes } from './push-routes.js';
+import { loadPushSecret, PushTokens } from './push-tokens.js';
 import { diffChecks } from './config-diff.js';
 import { startHttpEndpoint, type HttpEndpoint } from './http-endpoint.js';
 import { startInstance, type InstanceIdentity } from './instance.js';
@@ -66,6 +68,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { server: settings } = config;
 
   const identity = await startInstance(settings.dataDir, Date.now(), logger);
+  const pushSecret = await loadPushSecret(settings.dataDir, logger);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client exposes these gauges with a `_total` suffix, which Prometheus reserves for counters
@@ -78,6 +81,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
 
   const pool = new TrackedMemoryPool();
+  const pushTokens = new PushTokens({ checks: pool, secret: pushSecret, logger });
   const stateFile = stateFilePath(settings.dataDir);
   const saved = await loadState(stateFile, logger);
   const now = Date.now();
@@ -128,7 +132,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       port: settings.port,
       registry,
       logger,
-      routes: (app) => registerApiRoutes(app, { server, checks: pool, history, parseCheck, apiToken: settings.apiToken, protectReads: settings.protectReads, logger }),
+      routes: async (app) => {
+        await registerPushRoutes(app, { server, checks: pool, tokens: pushTokens, logger });
+        await registerApiRoutes(app, { server, checks: pool, history, parseCheck, apiToken: settings.apiToken, protectReads: settings.protectReads, logger });
+      },
       health: () => ({
         status: server.stopping ? 'stopping' : 'ok',
         instanceId: identity.id,
@@ -168,6 +175,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // Checks may have been changed through the API meanwhile: the file wins for the ids it names.
     for (const id of diff.removed) pool.remove(id);
     for (const spec of [...diff.changed, ...diff.added]) pool.upsert(spec);
+    pushTokens.invalidate();
     config = next;
     const report = { ok: true as const, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, unchanged: diff.unchanged.length };
     logger.info(report, 'config reloaded');

@@ -331,10 +331,20 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     this.#publish(outcome);
   }
 
-  /** Runs the check's `mutate` hooks and keeps the state they leave (an enriched incident). */
+  /**
+   * Takes the outcome's state at once, so that another outcome of the same check arriving while the
+   * `mutate` hooks run (a pushed ping during a scheduled run) builds on it rather than being lost; then
+   * runs the hooks and keeps what they added to the incident, if it is still the check's incident.
+   */
   async #mutate(check: Check, outcome: Outcome): Promise<Outcome> {
-    const mutated = await this.#chain.mutate(outcome, this.#chain.resolve(check.spec.handlers));
-    check.state = withIncidentFrom(mutated);
+    check.state = outcome.state;
+    const handlers = this.#chain.resolve(check.spec.handlers);
+    if (!handlers.some((handler) => handler.mutate !== undefined)) return outcome;
+    const mutated = await this.#chain.mutate(outcome, handlers);
+    const event = mutated.incident;
+    if (event && event.type !== 'resolve' && check.state.incident?.id === event.incident.id && check.state.incident !== event.incident) {
+      check.state = { ...check.state, incident: event.incident };
+    }
     return mutated;
   }
 
@@ -382,11 +392,4 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     if (!source.startsWith('handler:')) this.#logger.error({ err: error, source, checkId }, 'unexpected failure');
     if (this.listenerCount('error') > 0) this.emit('error', checkId === undefined ? { error, source } : { error, source, checkId });
   }
-}
-
-/** The check state after handlers ran: a `mutate` hook may have enriched the open incident. */
-function withIncidentFrom(outcome: Outcome): Outcome['state'] {
-  const event = outcome.incident;
-  if (!event || event.type === 'resolve' || outcome.state.incident === event.incident) return outcome.state;
-  return { ...outcome.state, incident: event.incident };
 }

@@ -65,13 +65,14 @@ describe('Prometheus reads vigil', () => {
       [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
       'prometheus',
     );
-    const query = (expression: string) => async () => {
+    type Sample = { metric: Record<string, string>; value: [number, string] };
+    const query = (expression: string) => async (): Promise<Sample[] | undefined> => {
       const response = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expression)}`);
-      const body = (await response.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      const body = (await response.json()) as { data: { result: Sample[] } };
       return body.data.result.length > 0 ? body.data.result : undefined;
     };
     const up = await pollUntil(query('vigil_check_up'), `vigil_check_up through Prometheus (its output: ${prometheus.output()})`, 60_000);
-    const byCheck = Object.fromEntries(up.map((sample) => [sample.metric.check, sample.value[1]]));
+    const byCheck: Record<string, string> = Object.fromEntries(up.map((sample) => [sample.metric.check ?? '', sample.value[1]]));
     expect(byCheck).toMatchObject({ target: '1', 'nothing-there': '0' });
     expect(up[0]?.metric.job).toBe('vigil');
   });

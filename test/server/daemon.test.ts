@@ -85,4 +85,17 @@ describe('startDaemon', () => {
     expect(running.pool.get('shared')?.spec.intervalMs).toBe(1_800_000);
     expect(running.pool.get('from-api')?.spec.intervalMs).toBe(1_800_000);
   });
+
+  it('takes pushed heartbeats on /ping/:token through the same state machine', async () => {
+    const token = 'nightly-backup-token-0123';
+    const { url } = await start(`  - { id: backup, command: push, interval: 1h, attributes: { token: ${token}, period: 1d, grace: 1h } }\n`);
+    const failed = await fetch(`${url}/ping/${token}/fail`, { method: 'POST', body: 'disk full' });
+    expect(failed.status).toBe(200);
+    const open = (await (await fetch(`${url}/api/v1/incidents?state=open`)).json()) as { incidents: { checkId: string; reason: string }[] };
+    expect(open.incidents).toMatchObject([{ checkId: 'backup', reason: 'failed' }]);
+    expect((await fetch(`${url}/ping/${token}`)).status).toBe(200);
+    const after = (await (await fetch(`${url}/api/v1/incidents?state=open`)).json()) as { incidents: unknown[] };
+    expect(after.incidents).toEqual([]);
+    expect((await fetch(`${url}/ping/not-a-known-token-at-all`)).status).toBe(404);
+  });
 });
