@@ -1,48 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineCommand } from '../../src/commands/command.js';
-import { defineHandler } from '../../src/handlers/handler.js';
-import { parseConfig, type LoadConfigOptions } from '../../src/server/config.js';
-import { nonEmptyString, port } from '../../src/server/schema-types.js';
-import { formatIssue, ValidationError } from '../../src/server/validation.js';
-
-const fakeCommand = defineCommand({
-  name: 'fake',
-  attributes: z.strictObject({ host: nonEmptyString('a host').default('127.0.0.1'), port: port() }),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'fine' }),
-});
-const noopCommand = defineCommand({
-  name: 'noop',
-  attributes: z.strictObject({}),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'nothing to do' }),
-});
-const create = (name: string) => ({ name });
-const logType = defineHandler({ type: 'log', options: z.strictObject({ level: z.enum(['info', 'warn']).default('info') }), create });
-const prometheusType = defineHandler({ type: 'prometheus', options: z.strictObject({}), create });
-const webhookType = defineHandler({ type: 'webhook', options: z.strictObject({ url: nonEmptyString('a URL') }), create });
-
-const builtins: LoadConfigOptions = {
-  env: {},
-  commands: [fakeCommand, noopCommand],
-  handlerTypes: [logType, prometheusType, webhookType],
-};
+import { parseConfig } from '../../src/server/config.js';
+import { fakeBuiltins, issuesOf } from '../helpers/config-fixtures.js';
 
 // No plugins here, so the directory they would be found in does not matter.
 const baseDir = process.cwd();
 
 
-/** The formatted issues of the ValidationError `promise` rejects with. */
-async function issuesOf(promise: Promise<unknown>): Promise<string[]> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (rejection: unknown) => rejection,
-  );
-  expect(error).toBeInstanceOf(ValidationError);
-  return (error as ValidationError).issues.map(formatIssue);
-}
 
 describe('${ENV} substitution', () => {
-  const options = (env: Record<string, string | undefined>) => ({ ...builtins, env, baseDir });
+  const options = (env: Record<string, string | undefined>) => ({ ...fakeBuiltins, env, baseDir });
 
   it('substitutes set variables and defaults, reads a whole reference as a scalar, and keeps $${ literal', async () => {
     const raw = {
@@ -82,7 +48,7 @@ describe('${ENV} substitution', () => {
   it('reads the variables from process.env by default', async () => {
     process.env.VIGIL_TEST_CONFIG_HOST = 'from-process-env';
     try {
-      const { env: _, ...withoutEnv } = builtins;
+      const { env: _, ...withoutEnv } = fakeBuiltins;
       const config = await parseConfig({ server: { host: '${VIGIL_TEST_CONFIG_HOST}' } }, { ...withoutEnv, baseDir });
       expect(config.server.host).toBe('from-process-env');
     } finally {

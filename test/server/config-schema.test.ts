@@ -1,27 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineCommand } from '../../src/commands/command.js';
-import { defineHandler } from '../../src/handlers/handler.js';
 import { configJsonSchema } from '../../src/server/config-schema.js';
-import { nonEmptyString, port } from '../../src/server/schema-types.js';
-
-const fakeCommand = defineCommand({
-  name: 'fake',
-  attributes: z.strictObject({ host: nonEmptyString('a host').default('127.0.0.1'), port: port() }),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'fine' }),
-});
-const noopCommand = defineCommand({
-  name: 'noop',
-  attributes: z.strictObject({}),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'nothing to do' }),
-});
-const create = (name: string) => ({ name });
-const logType = defineHandler({ type: 'log', options: z.strictObject({ level: z.enum(['info', 'warn']).default('info') }), create });
-const prometheusType = defineHandler({ type: 'prometheus', options: z.strictObject({}), create });
-const webhookType = defineHandler({ type: 'webhook', options: z.strictObject({ url: nonEmptyString('a URL') }), create });
+import { fakeCommand, logType, prometheusType, strictNoopCommand, webhookType } from '../helpers/config-fixtures.js';
 
 describe('configJsonSchema', () => {
-  const schema = configJsonSchema([fakeCommand, noopCommand], [logType, prometheusType, webhookType]);
+  const schema = configJsonSchema([fakeCommand, strictNoopCommand], [logType, prometheusType, webhookType]);
   const properties = schema.properties as Record<string, Record<string, unknown>>;
 
   it('types each command’s attributes through an if/then on the command name', () => {

@@ -1,63 +1,17 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineCommand } from '../../src/commands/command.js';
-import { defineHandler } from '../../src/handlers/handler.js';
-import { loadConfig, parseConfig, type LoadConfigOptions } from '../../src/server/config.js';
-import { nonEmptyString, port } from '../../src/server/schema-types.js';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig } from '../../src/server/config.js';
 import { formatIssue, ValidationError } from '../../src/server/validation.js';
+import { fakeBuiltins, issuesOf, useConfigDir } from '../helpers/config-fixtures.js';
 
-const fakeCommand = defineCommand({
-  name: 'fake',
-  attributes: z.strictObject({ host: nonEmptyString('a host').default('127.0.0.1'), port: port() }),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'fine' }),
-});
-const noopCommand = defineCommand({
-  name: 'noop',
-  attributes: z.strictObject({}),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'nothing to do' }),
-});
-const create = (name: string) => ({ name });
-const logType = defineHandler({ type: 'log', options: z.strictObject({ level: z.enum(['info', 'warn']).default('info') }), create });
-const prometheusType = defineHandler({ type: 'prometheus', options: z.strictObject({}), create });
-const webhookType = defineHandler({ type: 'webhook', options: z.strictObject({ url: nonEmptyString('a URL') }), create });
+const { dir, writeConfig } = useConfigDir('vigil-config-');
 
-const builtins: LoadConfigOptions = {
-  env: {},
-  commands: [fakeCommand, noopCommand],
-  handlerTypes: [logType, prometheusType, webhookType],
-};
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vigil-config-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
 
-async function writeConfig(name: string, text: string): Promise<string> {
-  const file = join(dir, name);
-  await mkdir(resolve(file, '..'), { recursive: true });
-  await writeFile(file, text);
-  return file;
-}
-
-/** The formatted issues of the ValidationError `promise` rejects with. */
-async function issuesOf(promise: Promise<unknown>): Promise<string[]> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (rejection: unknown) => rejection,
-  );
-  expect(error).toBeInstanceOf(ValidationError);
-  return (error as ValidationError).issues.map(formatIssue);
-}
 
 describe('pools in the config', () => {
   const parse = (server: Record<string, unknown>, checks: unknown[] = []) =>
-    parseConfig({ server, checks }, { ...builtins, baseDir: '.' });
+    parseConfig({ server, checks }, { ...fakeBuiltins, baseDir: '.' });
 
   it('defaults to a default pool (90 %) and an exec pool (10 %) when none are configured', async () => {
     const config = await parse({});
@@ -134,7 +88,7 @@ checks:
     recoverAfter: 2
 `,
     );
-    const config = await loadConfig(file, builtins);
+    const config = await loadConfig(file, fakeBuiltins);
 
     expect(config.file).toBe(file);
     expect(config.server).toEqual({
@@ -210,22 +164,22 @@ checks:
   });
 
   it('reads an empty file as a config with no checks', async () => {
-    const config = await loadConfig(await writeConfig('empty.yaml', '# nothing yet\n'), builtins);
+    const config = await loadConfig(await writeConfig('empty.yaml', '# nothing yet\n'), fakeBuiltins);
     expect(config.checks).toEqual([]);
     expect(config.server.port).toBe(9470);
     expect(config.handlers.map((handler) => handler.name)).toEqual(['log', 'prometheus']);
   });
 
   it('reports a missing file as a ValidationError naming it', async () => {
-    const file = join(dir, 'nowhere.yaml');
-    const error: unknown = await loadConfig(file, builtins).catch((rejection: unknown) => rejection);
+    const file = join(dir(), 'nowhere.yaml');
+    const error: unknown = await loadConfig(file, fakeBuiltins).catch((rejection: unknown) => rejection);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).message).toBe(`invalid config ${file}:\n  file not found: ${file}`);
   });
 
   it('reports a YAML syntax error with its line and column', async () => {
     const file = await writeConfig('broken.yaml', 'server:\n  port: 9470\nchecks: [\n  - id: x\n');
-    const error: unknown = await loadConfig(file, builtins).catch((rejection: unknown) => rejection);
+    const error: unknown = await loadConfig(file, fakeBuiltins).catch((rejection: unknown) => rejection);
     expect(error).toBeInstanceOf(ValidationError);
     const { message, issues } = error as ValidationError;
     expect(message.startsWith(`invalid config ${file}:\n`)).toBe(true);
@@ -235,7 +189,7 @@ checks:
 
   it('reports a duplicate key as a YAML error at its line', async () => {
     const file = await writeConfig('duplicate-key.yaml', 'server:\n  port: 1\n  port: 2\n');
-    const issues = await issuesOf(loadConfig(file, builtins));
+    const issues = await issuesOf(loadConfig(file, fakeBuiltins));
     expect(issues).toEqual([expect.stringMatching(/^YAML syntax error at line 3, column 3: .*unique/)]);
   });
 });
@@ -264,7 +218,7 @@ describe('parseConfig problems', () => {
         'just a string',
       ],
     };
-    const error: unknown = await parseConfig(raw, { ...builtins, file: 'config/vigil.yaml', baseDir: dir }).catch((rejection: unknown) => rejection);
+    const error: unknown = await parseConfig(raw, { ...fakeBuiltins, file: 'config/vigil.yaml', baseDir: dir() }).catch((rejection: unknown) => rejection);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).message.split('\n')[0]).toBe('invalid config config/vigil.yaml:');
     expect((error as ValidationError).issues.map(formatIssue)).toEqual([
@@ -300,7 +254,7 @@ describe('parseConfig problems', () => {
         { id: 'slow', command: 'noop', timeout: '20s' },
       ],
     };
-    const issues = await issuesOf(parseConfig(raw, { ...builtins, baseDir: dir }));
+    const issues = await issuesOf(parseConfig(raw, { ...fakeBuiltins, baseDir: dir() }));
     expect(issues).toEqual([
       expect.stringMatching(/^checks\[0\]\.id: expected an id of at most 200 .*, got "x+\.\.\."$/),
       'checks[1].timeout: expected at most the default interval (10s), got "20s"',
@@ -309,7 +263,7 @@ describe('parseConfig problems', () => {
 
   it('checks the default handlers and the options of handler types used by name', async () => {
     const raw = { defaults: { handlers: ['log', 'nope'] }, checks: [{ id: 'a', command: 'noop', handlers: ['webhook'] }] };
-    const issues = await issuesOf(parseConfig(raw, { ...builtins, baseDir: dir }));
+    const issues = await issuesOf(parseConfig(raw, { ...fakeBuiltins, baseDir: dir() }));
     expect(issues).toEqual([
       'defaults.handlers[1]: unknown handler "nope"; known handlers: log, prometheus, webhook',
       'checks[0].handlers[0]: handler type "webhook" needs options (url: expected a URL, got nothing): configure a handler for it under handlers',
@@ -317,7 +271,7 @@ describe('parseConfig problems', () => {
   });
 
   it('rejects a top level that is not a mapping', async () => {
-    const issues = await issuesOf(parseConfig(['a'], { ...builtins, baseDir: dir }));
+    const issues = await issuesOf(parseConfig(['a'], { ...fakeBuiltins, baseDir: dir() }));
     expect(issues).toEqual(['expected a mapping with server, queue, defaults, handlers, plugins and checks, got an array']);
   });
 });

@@ -1,59 +1,13 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineCommand } from '../../src/commands/command.js';
-import { defineHandler } from '../../src/handlers/handler.js';
-import { loadConfig, parseConfig, type LoadConfigOptions } from '../../src/server/config.js';
-import { nonEmptyString, port } from '../../src/server/schema-types.js';
-import { formatIssue, ValidationError } from '../../src/server/validation.js';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig } from '../../src/server/config.js';
+import { fakeBuiltins, issuesOf, useConfigDir } from '../helpers/config-fixtures.js';
 
-const fakeCommand = defineCommand({
-  name: 'fake',
-  attributes: z.strictObject({ host: nonEmptyString('a host').default('127.0.0.1'), port: port() }),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'fine' }),
-});
-const noopCommand = defineCommand({
-  name: 'noop',
-  attributes: z.strictObject({}),
-  run: () => Promise.resolve({ state: 'ok', reason: 'ok', message: 'nothing to do' }),
-});
-const create = (name: string) => ({ name });
-const logType = defineHandler({ type: 'log', options: z.strictObject({ level: z.enum(['info', 'warn']).default('info') }), create });
-const prometheusType = defineHandler({ type: 'prometheus', options: z.strictObject({}), create });
-const webhookType = defineHandler({ type: 'webhook', options: z.strictObject({ url: nonEmptyString('a URL') }), create });
+const { dir, writeConfig } = useConfigDir('vigil-plugins-');
 
-const builtins: LoadConfigOptions = {
-  env: {},
-  commands: [fakeCommand, noopCommand],
-  handlerTypes: [logType, prometheusType, webhookType],
-};
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vigil-plugins-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
 
-async function writeConfig(name: string, text: string): Promise<string> {
-  const file = join(dir, name);
-  await mkdir(resolve(file, '..'), { recursive: true });
-  await writeFile(file, text);
-  return file;
-}
-
-/** The formatted issues of the ValidationError `promise` rejects with. */
-async function issuesOf(promise: Promise<unknown>): Promise<string[]> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (rejection: unknown) => rejection,
-  );
-  expect(error).toBeInstanceOf(ValidationError);
-  return (error as ValidationError).issues.map(formatIssue);
-}
 
 describe('plugins', () => {
   const pluginSource = `
@@ -78,7 +32,7 @@ export default {
 `;
 
   it('loads commands and handler types, relative to the config file and then to the working directory', async () => {
-    const root = join(dir, 'with-plugins');
+    const root = join(dir(), 'with-plugins');
     await writeConfig('with-plugins/config/plugins/echo.mjs', pluginSource);
     await writeConfig('with-plugins/audit.mjs', handlerPluginSource);
     // Not under the config's directory, so only the working directory finds it.
@@ -93,11 +47,11 @@ checks:
   - { id: quiet, command: echo }
 `,
     );
-    const issues = await issuesOf(loadConfig(file, builtins));
+    const issues = await issuesOf(loadConfig(file, fakeBuiltins));
     expect(issues).toEqual(['checks[1].attributes.text: expected a string, got nothing']);
 
     await writeFile(file, `plugins: [./plugins/echo.mjs, ${JSON.stringify(fromCwd)}]\nhandlers: { audit: { file: x.log } }\nchecks: [{ id: shout, command: echo, attributes: { text: hello }, handlers: [audit] }]\n`);
-    const config = await loadConfig(file, builtins);
+    const config = await loadConfig(file, fakeBuiltins);
     expect(config.checks[0]).toMatchObject({ id: 'shout', command: 'echo', attributes: { text: 'HELLO' }, handlers: ['audit'] });
     expect(config.commands.get('echo')?.name).toBe('echo');
     expect([...config.commands.keys()]).toEqual(['fake', 'noop', 'echo']);
@@ -110,13 +64,13 @@ checks:
   });
 
   it('reports bad exports, clashing names and missing files at plugins[i]', async () => {
-    const base = join(dir, 'bad-plugins');
+    const base = join(dir(), 'bad-plugins');
     await writeConfig('bad-plugins/incomplete.mjs', `export const commands = [{ name: 'half' }];\nexport const handlers = 'audit';\n`);
     await writeConfig('bad-plugins/clash.mjs', `export const commands = [{ name: 'fake', parse: () => ({ ok: true, value: {} }), run: async () => ({}) }];\n`);
     await writeConfig('bad-plugins/nothing.mjs', `export const helper = 1;\n`);
     await writeConfig('bad-plugins/throws.mjs', `throw new Error('boom');\n`);
     const raw = { plugins: ['./incomplete.mjs', './clash.mjs', './nothing.mjs', './missing.mjs', './throws.mjs', 7] };
-    const issues = await issuesOf(parseConfig(raw, { ...builtins, baseDir: base }));
+    const issues = await issuesOf(parseConfig(raw, { ...fakeBuiltins, baseDir: base }));
     expect(issues).toEqual([
       'plugins[5]: expected a path to an ES module, got 7',
       'plugins[0]: commands[0]: expected a command (name, parse(), run()), got an object without parse(), run()',
@@ -131,7 +85,7 @@ checks:
   it('rejects a name defined by two plugins', async () => {
     await writeConfig('twice/echo.mjs', pluginSource);
     await writeConfig('twice/echo-again.mjs', pluginSource);
-    const issues = await issuesOf(parseConfig({ plugins: ['./echo.mjs', './echo-again.mjs'] }, { ...builtins, baseDir: join(dir, 'twice') }));
+    const issues = await issuesOf(parseConfig({ plugins: ['./echo.mjs', './echo-again.mjs'] }, { ...fakeBuiltins, baseDir: join(dir(), 'twice') }));
     expect(issues).toEqual(['plugins[1]: commands[0]: command "echo" is already defined by plugins[0]']);
   });
 });
