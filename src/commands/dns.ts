@@ -401,7 +401,7 @@ function toValue(expected: ExpectedAnswer): string {
 }
 
 function measured({ responseWarnMs, responseCritMs }: DnsAttributes, ms: number, answers: number): readonly Metric[] {
-  return [gauge('response_time', ms, 'ms', { warn: responseWarnMs, crit: responseCritMs }), gauge('answers', answers, 'c')];
+  return [gauge('response_time', ms, 'ms', { warn: responseWarnMs, crit: responseCritMs }), gauge('answers', answers)];
 }
 
 /** `example.org A` */

@@ -24,7 +24,8 @@ const state = { type: 'string', enum: ['ok', 'warn', 'crit', 'unknown'] } as con
 export const checkIdParams = {
   type: 'object',
   required: ['id'],
-  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$', maxLength: 200, description: CHECK_ID } },
+  // `/` too: a heartbeat-dir's heartbeats are `<parent>/<file>` (sent encoded, `workers%2Fapi`).
+  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]*$', maxLength: 200, description: CHECK_ID } },
 } as const;
 
 /** Path parameters of `POST /incidents/:id/ack`. */
@@ -32,7 +33,7 @@ export const incidentIdParams = {
   type: 'object',
   required: ['id'],
   properties: {
-    id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$', maxLength: 256, description: 'an incident id: <checkId>:<openedAt epoch ms>' },
+    id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]*$', maxLength: 256, description: 'an incident id: <checkId>:<openedAt epoch ms>' },
   },
 } as const;
 

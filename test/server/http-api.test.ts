@@ -221,6 +221,14 @@ describe('HTTP API: checks', () => {
     await expectStillServing(h);
   });
 
+  it('addresses a heartbeat-dir heartbeat by its id with a slash, sent encoded', async () => {
+    const h = await start();
+    h.pool.add(checkSpec({ id: 'workers/api', command: 'noop' }));
+    const child = await call<CheckBody>(`${h.url}/checks/workers%2Fapi`);
+    expect(child.status).toBe(200);
+    expect(child.body).toMatchObject({ id: 'workers/api', status: 'waiting' });
+  });
+
   it('creates a check with PUT (201, Location), taking the id from the URL, and schedules it', async () => {
     const h = await start();
     const created = await call<CheckBody>(`${h.url}/checks/api-1`, { method: 'PUT', json: { command: 'noop', interval: '5m', metadata: { owner: 'me' } } });
