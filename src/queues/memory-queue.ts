@@ -68,7 +68,12 @@ export class MemoryQueue implements Queue {
   }
 
   nextDueAt(): Promise<number | null> {
-    return Promise.resolve(this.#heap[0]?.dueAt ?? null);
+    return Promise.resolve(this.peekDueAt());
+  }
+
+  /** `nextDueAt` without the promise. */
+  peekDueAt(): number | null {
+    return this.#heap[0]?.dueAt ?? null;
   }
 
   count(): Promise<number> {

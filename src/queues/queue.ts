@@ -1,4 +1,4 @@
-import type { Check } from '../checks/check.js';
+import type { Check, CheckSpec } from '../checks/check.js';
 
 /**
  * Where checks wait for their next run. The server claims due checks, owns them while they run, and
@@ -20,6 +20,14 @@ export interface Queue {
   watch(listener: (event: QueueEvent) => void): () => void;
   /** Releases the queue's resources. */
   close?(): Promise<void>;
+  /**
+   * Optional: keep one line per partition (the server's pools: `partition(spec)` names a check's pool),
+   * so that each pool claims only its own checks with `claimFrom` and a saturated pool never fills
+   * the others' capacity with checks they cannot run. Called by the server before it starts claiming.
+   */
+  partitionBy?(partition: (spec: CheckSpec) => string): void;
+  /** Like `claim`, from one partition's line only. */
+  claimFrom?(now: number, limit: number, partition: string): Promise<Check[]>;
 }
 
 /**

@@ -8,6 +8,8 @@ import type { Queue, QueueEvent } from './queue.js';
 
 interface Tracked {
   check: Check;
+  /** The partition whose line the check waits in. */
+  line: string;
   status: CheckStatus;
   /** Removed while running: not put back when its run completes. */
   removed: boolean;
@@ -26,7 +28,9 @@ export interface TrackedMemoryPoolOptions {
  * completes its run with the old spec and runs with the new one from its next run.
  */
 export class TrackedMemoryPool implements Queue, CheckRegistry {
-  readonly #queue = new MemoryQueue();
+  /** One line (min-heap on due time) per partition; a single one until `partitionBy` is called. */
+  readonly #lines = new Map<string, MemoryQueue>();
+  #partition: (spec: CheckSpec) => string = () => '';
   readonly #tracked = new Map<string, Tracked>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
   readonly #now: () => number;
@@ -35,7 +39,15 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
 
   constructor(options: TrackedMemoryPoolOptions = {}) {
     this.#now = options.now ?? Date.now;
-    this.#queue.watch((event) => this.#emit(event));
+  }
+
+  partitionBy(partition: (spec: CheckSpec) => string): void {
+    this.#partition = partition;
+    for (const tracked of this.#tracked.values()) {
+      if (tracked.status !== 'waiting' || tracked.removed || partition(tracked.check.spec) === tracked.line) continue;
+      this.#lines.get(tracked.line)?.remove(tracked.check.spec.id);
+      this.#enqueue(tracked);
+    }
   }
 
   /**
@@ -54,8 +66,9 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     const dueAt = restored.dueAt === undefined ? firstDueAt(spec.id, spec.intervalMs, this.#now()) : restored.dueAt;
     const slotAt = restored.slotAt ?? dueAt ?? this.#now();
     const check: Check = { spec, state: restored.state ?? initialCheckState, dueAt: dueAt ?? slotAt, slotAt };
-    this.#tracked.set(spec.id, { check, status: dueAt === null ? 'done' : 'waiting', removed: false, nextSpec: null });
-    if (dueAt !== null) this.#queue.push(check);
+    const tracked: Tracked = { check, line: '', status: dueAt === null ? 'done' : 'waiting', removed: false, nextSpec: null };
+    this.#tracked.set(spec.id, tracked);
+    if (dueAt !== null) this.#enqueue(tracked);
     return check;
   }
 
@@ -81,12 +94,14 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     }
     const previous = tracked.check.spec;
     tracked.check.spec = spec;
-    if (previous.intervalMs === spec.intervalMs && tracked.status === 'waiting') return;
+    this.#lines.get(tracked.line)?.remove(spec.id);
     // A new interval (or a finished one-shot check given one) starts over on its own grid.
-    this.#queue.remove(spec.id);
-    tracked.check.dueAt = tracked.check.slotAt = firstDueAt(spec.id, spec.intervalMs, this.#now());
-    tracked.status = 'waiting';
-    this.#queue.push(tracked.check);
+    if (previous.intervalMs !== spec.intervalMs || tracked.status !== 'waiting') {
+      tracked.check.dueAt = tracked.check.slotAt = firstDueAt(spec.id, spec.intervalMs, this.#now());
+      tracked.status = 'waiting';
+    }
+    // Its pool may have changed too.
+    this.#enqueue(tracked);
   }
 
   /** Adds the check, or updates it when the id is known. */
@@ -102,7 +117,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     if (!tracked || tracked.removed) return false;
     if (tracked.status === 'running') tracked.removed = true;
     else {
-      this.#queue.remove(id);
+      this.#lines.get(tracked.line)?.remove(id);
       this.#tracked.delete(id);
     }
     this.#emit({ type: 'removed', checkId: id });
@@ -113,10 +128,10 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   reschedule(id: string, dueAt: number = this.#now()): boolean {
     const tracked = this.#tracked.get(id);
     if (!tracked || tracked.removed || tracked.status === 'running') return false;
-    this.#queue.remove(id);
+    this.#lines.get(tracked.line)?.remove(id);
     tracked.check.dueAt = dueAt;
     tracked.status = 'waiting';
-    this.#queue.push(tracked.check);
+    this.#enqueue(tracked);
     return true;
   }
 
@@ -156,20 +171,59 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     return Promise.resolve(this.claimSync(now, limit));
   }
 
-  /** `claim` without the promise, for the hot path. */
+  /** `claim` without the promise, for the hot path: earliest first across every partition. */
   claimSync(now: number, limit: number): Check[] {
-    const due = this.#queue.claimSync(now, limit);
+    if (this.#lines.size <= 1) {
+      const [line] = this.#lines.values();
+      return line ? this.#running(line.claimSync(now, limit)) : [];
+    }
+    const due: Check[] = [];
+    while (due.length < limit) {
+      let earliest: MemoryQueue | undefined;
+      let earliestAt = now;
+      for (const line of this.#lines.values()) {
+        const at = line.peekDueAt();
+        if (at !== null && at <= earliestAt) {
+          earliest = line;
+          earliestAt = at;
+        }
+      }
+      if (!earliest) break;
+      due.push(...earliest.claimSync(now, 1));
+    }
+    return this.#running(due);
+  }
+
+  claimFrom(now: number, limit: number, partition: string): Promise<Check[]> {
+    const line = this.#lines.get(partition);
+    return Promise.resolve(line ? this.#running(line.claimSync(now, limit)) : []);
+  }
+
+  #running(due: Check[]): Check[] {
     for (const check of due) (this.#tracked.get(check.spec.id) as Tracked).status = 'running';
     return due;
+  }
+
+  /** Puts a tracked check in its partition's line, at its `dueAt`. */
+  #enqueue(tracked: Tracked): void {
+    const key = this.#partition(tracked.check.spec);
+    let line = this.#lines.get(key);
+    if (!line) {
+      line = new MemoryQueue();
+      line.watch((event) => this.#emit(event));
+      this.#lines.set(key, line);
+    }
+    tracked.line = key;
+    line.push(tracked.check);
   }
 
   complete(check: Check, nextDueAt: number | null): Promise<void> {
     const tracked = this.#tracked.get(check.spec.id);
     // The check object may be stale: removed and added again under the same id while it ran.
-    if (!tracked || tracked.check !== check) return this.#queue.complete(check, null);
+    if (!tracked || tracked.check !== check) return Promise.resolve();
     if (tracked.removed) {
       this.#tracked.delete(check.spec.id);
-      return this.#queue.complete(check, null);
+      return Promise.resolve();
     }
     let due = nextDueAt;
     if (tracked.nextSpec) {
@@ -184,11 +238,20 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
       }
     }
     tracked.status = due === null ? 'done' : 'waiting';
-    return this.#queue.complete(check, due);
+    if (due !== null) {
+      check.dueAt = due;
+      this.#enqueue(tracked);
+    }
+    return Promise.resolve();
   }
 
   nextDueAt(): Promise<number | null> {
-    return this.#queue.nextDueAt();
+    let next: number | null = null;
+    for (const line of this.#lines.values()) {
+      const at = line.peekDueAt();
+      if (at !== null && (next === null || at < next)) next = at;
+    }
+    return Promise.resolve(next);
   }
 
   count(): Promise<number> {

@@ -86,8 +86,28 @@ export class Pools {
    */
   get free(): number {
     let free = 0;
-    for (const pool of this.#pools) free += Math.max(0, pool.slots - pool.running - pool.waiting.length);
-    return free;
+    let slots = 0;
+    for (const pool of this.#pools) {
+      free += Math.max(0, pool.slots - pool.running - pool.waiting.length);
+      slots += pool.slots;
+    }
+    // Claims cannot choose their pool here: checks claimed for one pool's free slots may belong to a
+    // full one and wait. Never let more wait than there are slots, so the lists stay short.
+    return Math.max(0, Math.min(free, slots - this.#waiting));
+  }
+
+  /**
+   * Slots of one pool free for checks of its own (for a shared pool: to lend to the others'
+   * overflow once its own are claimed), less those already waiting for them.
+   */
+  freeFor(name: string): number {
+    const pool = this.#byName.get(name);
+    return pool ? Math.max(0, pool.slots - pool.running - pool.waiting.length) : 0;
+  }
+
+  /** The pools in definition order. */
+  get specs(): readonly PoolSpec[] {
+    return this.#pools.map((pool) => pool.spec);
   }
 
   get running(): number {

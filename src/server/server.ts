@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
 import { nextSlot } from '../checks/schedule.js';
@@ -97,6 +97,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     this.#registry = isCheckRegistry(options.queue) ? options.queue : undefined;
     this.#commands = new Map([...options.commands].map((command) => [command.name, command]));
     this.#logger = options.logger;
+    // Every running check listens on the stop signal: thousands at once is normal here.
+    setMaxListeners(0, this.#stopController.signal);
     this.#clock = options.clock ?? systemClock;
     this.#concurrency = options.concurrency ?? 256;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
@@ -157,6 +159,9 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     if (this.#stopping) throw new Error('a stopped server cannot start again; create a new one');
     if (this.#started) return;
     this.#started = true;
+    // Each pool claims its own checks where the queue can keep them apart (before listening: the
+    // moves between lines announce themselves as due-earlier events).
+    this.#queue.partitionBy?.((spec) => this.#pools.poolOf(spec));
     this.#unwatch = this.#queue.watch((event) => this.#onQueueEvent(event));
     this.#pump();
   }
@@ -251,17 +256,59 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   async #pumpLoop(): Promise<void> {
     do {
       this.#pumpAgain = false;
-      for (;;) {
-        const capacity = this.#pools.free;
-        // No capacity: the next run to finish pumps again.
-        if (capacity <= 0 || this.#stopping) return;
-        const due = await this.#queue.claim(this.#clock.now(), capacity);
-        this.#pools.submit(due.map((check) => ({ check, run: () => this.#execute(check) })));
-        if (due.length < capacity) break;
-      }
+      if (this.#queue.claimFrom) await this.#claimByPool(this.#queue.claimFrom.bind(this.#queue));
+      else await this.#claimAny();
+      if (this.#stopping) return;
+      // With no capacity left, the next run to finish pumps again; the timer is for due times.
       const next = await this.#queue.nextDueAt();
       if (!this.#stopping) this.#arm(next);
     } while (this.#pumpAgain);
+  }
+
+  /** Claims what is due for the free slots, whatever pool the checks belong to. */
+  async #claimAny(): Promise<void> {
+    for (;;) {
+      const capacity = this.#pools.free;
+      if (capacity <= 0 || this.#stopping) return;
+      const due = await this.#queue.claim(this.#clock.now(), capacity);
+      this.#submit(due);
+      if (due.length < capacity) return;
+    }
+  }
+
+  /**
+   * Each pool claims its own due checks for its free slots; then each shared pool lends its remaining
+   * slots to the non-shared pools' overflow, in definition order. Repeats while a claim came back full.
+   */
+  async #claimByPool(claimFrom: (now: number, limit: number, partition: string) => Promise<Check[]>): Promise<void> {
+    const specs = this.#pools.specs;
+    let more = true;
+    while (more && !this.#stopping) {
+      more = false;
+      const now = this.#clock.now();
+      for (const pool of specs) {
+        const limit = this.#pools.freeFor(pool.name);
+        if (limit <= 0) continue;
+        const due = await claimFrom(now, limit, pool.name);
+        this.#submit(due);
+        if (due.length === limit) more = true;
+      }
+      for (const shared of specs) {
+        if (!shared.shared) continue;
+        for (const owner of specs) {
+          const limit = this.#pools.freeFor(shared.name);
+          if (limit <= 0 || this.#stopping) break;
+          if (owner.shared) continue;
+          const due = await claimFrom(now, limit, owner.name);
+          this.#submit(due);
+          if (due.length === limit) more = true;
+        }
+      }
+    }
+  }
+
+  #submit(due: readonly Check[]): void {
+    if (due.length > 0) this.#pools.submit(due.map((check) => ({ check, run: () => this.#execute(check) })));
   }
 
   #arm(at: number | null): void {
