@@ -3,37 +3,45 @@ import type { Queue, QueueEvent } from './queue.js';
 
 const DUE_EARLIER: QueueEvent = Object.freeze({ type: 'due-earlier' });
 
+/** A check in the heap, with its position kept on the entry so a sift step costs no map write. */
+interface Entry {
+  readonly check: Check;
+  /** The due time the entry is ordered by (the check's `dueAt` when it was pushed). */
+  readonly dueAt: number;
+  index: number;
+}
+
 /**
- * The embedded queue: a binary min-heap on due time, with each check's position indexed by id so a check
- * can be taken out or moved in O(log n). Claimed checks are not held here: whoever claims owns them.
+ * The embedded queue: a binary min-heap on due time, each check's entry findable by id so a check can
+ * be taken out or moved in O(log n). Claimed checks are not held here: whoever claims owns them.
  */
 export class MemoryQueue implements Queue {
-  readonly #heap: Check[] = [];
-  readonly #position = new Map<string, number>();
+  readonly #heap: Entry[] = [];
+  readonly #entries = new Map<string, Entry>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
   #claimed = 0;
 
   /** Puts a check in line at its `dueAt`. A check with the same id already waiting is replaced. */
   push(check: Check): void {
     this.remove(check.spec.id);
-    this.#heap.push(check);
-    this.#siftUp(this.#heap.length - 1);
-    if (this.#heap[0] === check) this.#notify();
+    const entry: Entry = { check, dueAt: check.dueAt, index: this.#heap.length };
+    this.#heap.push(entry);
+    this.#entries.set(check.spec.id, entry);
+    this.#siftUp(entry);
+    if (entry.index === 0) this.#notify();
   }
 
   /** Takes a waiting check out of line; returns it, or `undefined` when none waits with that id. */
   remove(id: string): Check | undefined {
-    const index = this.#position.get(id);
-    if (index === undefined) return undefined;
-    const check = this.#heap[index] as Check;
-    this.#removeAt(index);
-    return check;
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    this.#removeAt(entry.index);
+    return entry.check;
   }
 
   /** The waiting check with this id. */
   get(id: string): Check | undefined {
-    const index = this.#position.get(id);
-    return index === undefined ? undefined : this.#heap[index];
+    return this.#entries.get(id)?.check;
   }
 
   /** Checks waiting in line (not claimed). */
@@ -52,7 +60,7 @@ export class MemoryQueue implements Queue {
       const head = this.#heap[0];
       if (head === undefined || head.dueAt > now) break;
       this.#removeAt(0);
-      due.push(head);
+      due.push(head.check);
     }
     this.#claimed += due.length;
     return due;
@@ -91,48 +99,48 @@ export class MemoryQueue implements Queue {
 
   #removeAt(index: number): void {
     const heap = this.#heap;
-    const removed = heap[index] as Check;
-    this.#position.delete(removed.spec.id);
-    const last = heap.pop() as Check;
+    const removed = heap[index] as Entry;
+    this.#entries.delete(removed.check.spec.id);
+    const last = heap.pop() as Entry;
     if (index === heap.length) return;
     heap[index] = last;
-    this.#position.set(last.spec.id, index);
-    this.#siftDown(this.#siftUp(index));
+    last.index = index;
+    this.#siftUp(last);
+    this.#siftDown(last);
   }
 
-  /** Moves the entry at `index` up while it is due before its parent; returns where it stopped. */
-  #siftUp(index: number): number {
+  /** Moves the entry up while it is due before its parent. */
+  #siftUp(entry: Entry): void {
     const heap = this.#heap;
-    const item = heap[index] as Check;
+    let index = entry.index;
     while (index > 0) {
       const parentIndex = (index - 1) >> 1;
-      const parent = heap[parentIndex] as Check;
-      if (parent.dueAt <= item.dueAt) break;
+      const parent = heap[parentIndex] as Entry;
+      if (parent.dueAt <= entry.dueAt) break;
       heap[index] = parent;
-      this.#position.set(parent.spec.id, index);
+      parent.index = index;
       index = parentIndex;
     }
-    heap[index] = item;
-    this.#position.set(item.spec.id, index);
-    return index;
+    heap[index] = entry;
+    entry.index = index;
   }
 
-  #siftDown(index: number): void {
+  #siftDown(entry: Entry): void {
     const heap = this.#heap;
     const length = heap.length;
-    const item = heap[index] as Check;
+    let index = entry.index;
     for (;;) {
       const left = 2 * index + 1;
       if (left >= length) break;
       const right = left + 1;
-      const child = right < length && (heap[right] as Check).dueAt < (heap[left] as Check).dueAt ? right : left;
-      const childItem = heap[child] as Check;
-      if (childItem.dueAt >= item.dueAt) break;
-      heap[index] = childItem;
-      this.#position.set(childItem.spec.id, index);
+      const child = right < length && (heap[right] as Entry).dueAt < (heap[left] as Entry).dueAt ? right : left;
+      const childEntry = heap[child] as Entry;
+      if (childEntry.dueAt >= entry.dueAt) break;
+      heap[index] = childEntry;
+      childEntry.index = index;
       index = child;
     }
-    heap[index] = item;
-    this.#position.set(item.spec.id, index);
+    heap[index] = entry;
+    entry.index = index;
   }
 }
