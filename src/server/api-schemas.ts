@@ -146,6 +146,7 @@ export const sharedSchemas = [
       maxAttempts: { type: 'integer' },
       recoverAfter: { type: 'integer' },
       handlers: { type: 'array', items: { type: 'string' } },
+      pingUrl: { type: 'string', description: 'push checks: the URL their job pings (it holds the token)' },
     },
   },
 ] as const;

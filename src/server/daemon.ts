@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
 import { heartbeatDirOf } from '../commands/heartbeat-dir.js';
+import { PUSH_COMMAND } from '../commands/push.js';
 import type { Handler } from '../handlers/handler.js';
 import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
 import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
@@ -125,6 +126,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const parseCheck = (raw: unknown): ParseResult<CheckSpec> =>
     parseCheckSpec(raw, { defaults: config.defaults, commands: config.commands, handlerNames, poolNames });
   const startedAt = Date.now();
+  // Known once the endpoint listens (port 0 picks one); only read by requests, which come after.
+  let baseUrl = '';
   let http: HttpEndpoint;
   try {
     http = await startHttpEndpoint({
@@ -134,7 +137,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       routes: async (app) => {
         await registerPushRoutes(app, { server, checks: pool, tokens: pushTokens, logger });
-        await registerApiRoutes(app, { server, checks: pool, history, parseCheck, apiToken: settings.apiToken, protectReads: settings.protectReads, logger });
+        await registerApiRoutes(app, {
+          server,
+          checks: pool,
+          history,
+          parseCheck,
+          apiToken: settings.apiToken,
+          protectReads: settings.protectReads,
+          logger,
+          pingUrlOf: (check) => (check.spec.command === PUSH_COMMAND ? `${baseUrl}/ping/${pushTokens.tokenOf(check.spec.id) ?? ''}` : undefined),
+        });
       },
       health: () => ({
         status: server.stopping ? 'stopping' : 'ok',
@@ -149,6 +161,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await server.stop();
     throw error;
   }
+  baseUrl = http.url;
   const writer = new StateFileWriter({ file: stateFile, source: () => pool.list(), intervalMs: settings.stateSaveIntervalMs, logger });
   writer.start();
   server.start();

@@ -40,6 +40,8 @@ export interface ApiDeps {
   /** Reads need the token too. */
   readonly protectReads: boolean;
   readonly logger: Logger;
+  /** The URL a push check's job pings, shown as its `pingUrl`; `undefined` for other checks. */
+  pingUrlOf?(check: Check): string | undefined;
 }
 
 /**
@@ -102,7 +104,11 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
     if (!check) throw new ApiError(404, `check ${JSON.stringify(id)} does not exist`);
     return check;
   };
-  const view = (check: Check): CheckView => checkView(check, checks.status(check.spec.id) ?? 'waiting');
+  const view = (check: Check): CheckView => withPingUrl(checkView(check, checks.status(check.spec.id) ?? 'waiting'), check);
+  const withPingUrl = (shown: CheckView, check: Check): CheckView => {
+    const pingUrl = deps.pingUrlOf?.(check);
+    return pingUrl === undefined ? shown : { ...shown, pingUrl };
+  };
 
   api.get(
     '/checks',
@@ -169,7 +175,8 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
       else checks.add(spec);
       logger.info({ checkId: id, command: spec.command }, existing ? 'check replaced through the API' : 'check created through the API');
       // A running check takes the new spec when its run ends: answer with the spec that was accepted.
-      const stored = checkView({ ...known(id), spec }, checks.status(id) ?? 'waiting');
+      const accepted = { ...known(id), spec };
+      const stored = withPingUrl(checkView(accepted, checks.status(id) ?? 'waiting'), accepted);
       if (existing) return stored;
       return reply.code(201).header('location', `${API_PREFIX}/checks/${encodeURIComponent(id)}`).send(stored);
     },
@@ -384,6 +391,7 @@ type IncidentView = Omit<Incident, 'openedAt' | 'updatedAt' | 'resolvedAt' | 'ac
 };
 
 interface CheckView {
+  pingUrl?: string;
   id: string;
   command: string;
   status: string;

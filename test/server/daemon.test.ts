@@ -98,4 +98,16 @@ describe('startDaemon', () => {
     expect(after.incidents).toEqual([]);
     expect((await fetch(`${url}/ping/not-a-known-token-at-all`)).status).toBe(404);
   });
+
+  it('registers a push check through the API and shows the ping URL its job uses', async () => {
+    const { url } = await start('  []\n');
+    const created = await fetch(`${url}/api/v1/checks/cron-job`, { method: 'PUT', headers: auth, body: JSON.stringify({ command: 'push', attributes: { period: '1h' } }) });
+    expect(created.status).toBe(201);
+    const { pingUrl } = (await created.json()) as { pingUrl?: string };
+    expect(pingUrl).toMatch(new RegExp(`^${url}/ping/[A-Za-z0-9_-]{16,}$`));
+    expect((await fetch(pingUrl!, { method: 'POST', body: 'done' })).status).toBe(200);
+    const shown = (await (await fetch(`${url}/api/v1/checks/cron-job`)).json()) as { pingUrl: string; lastResult: { reason: string; message: string } };
+    expect(shown.pingUrl).toBe(pingUrl);
+    expect(shown.lastResult).toMatchObject({ reason: 'ping', message: 'done' });
+  });
 });
