@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { builtinCommands, builtinHandlerTypes } from './builtins.js';
 import { initialCheckState } from './checks/check.js';
+import { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
 import { stateCode, type Result } from './results/result.js';
 import { loadConfig } from './server/config.js';
 import type { Health } from './server/http-endpoint.js';
@@ -166,12 +167,16 @@ async function once(configFile: string, checkId: string, json: boolean): Promise
     return 3;
   }
   const logger = pino({ level: 'warn' }, pino.destination(2));
-  const check = { spec, state: initialCheckState, dueAt: Date.now(), slotAt: Date.now() };
+  // A registry of its own holding the check, so that a command that attaches checks (heartbeat-dir)
+  // can report what it finds.
+  const registry = new TrackedMemoryPool();
+  const check = registry.add(spec, { state: initialCheckState, dueAt: Date.now() });
   const run = await runCheck(check, {
     commands: config.commands,
     clock: systemClock,
     logger: logger.child({ checkId, command: spec.command }),
     stopSignal: new AbortController().signal,
+    checks: registry,
   });
   if (run.kind !== 'result') return 3;
   process.stdout.write(json ? `${JSON.stringify({ check: checkId, ...run.result })}\n` : `${formatResult(checkId, run.result)}\n`);
