@@ -105,20 +105,26 @@ export class HandlerChain {
    * the hook is asynchronous (`undefined` when it failed).
    */
   #guard<T>(handler: Handler, hook: Hook, outcome: Outcome, call: (ctx: HandlerContext) => T | Promise<T>): T | undefined | Promise<T | undefined> {
-    const controller = new AbortController();
+    // Most hooks are synchronous and never look at the signal: make the controller only when asked.
+    let controller: AbortController | undefined;
+    const ctx: HandlerContext = {
+      get signal() {
+        controller ??= new AbortController();
+        return controller.signal;
+      },
+    };
     let value: T | Promise<T>;
     try {
-      value = call({ signal: controller.signal });
+      value = call(ctx);
     } catch (error) {
       this.#fail(handler, hook, error, outcome.check.id);
       return undefined;
     }
     if (!(value instanceof Promise)) return value;
-    return this.#settle(handler, hook, outcome.check.id, value, controller);
+    return this.#settle(handler, hook, outcome.check.id, value, () => controller);
   }
 
   #withTimeout(handler: Handler, hook: string, checkId: string | undefined, call: () => Promise<void>): Promise<void | undefined> {
-    const controller = new AbortController();
     let promise: Promise<void>;
     try {
       promise = call();
@@ -126,15 +132,17 @@ export class HandlerChain {
       this.#fail(handler, hook, error, checkId);
       return Promise.resolve();
     }
-    return this.#settle(handler, hook, checkId, promise, controller);
+    return this.#settle(handler, hook, checkId, promise, () => undefined);
   }
 
-  #settle<T>(handler: Handler, hook: string, checkId: string | undefined, promise: Promise<T>, controller: AbortController): Promise<T | undefined> {
+  #settle<T>(handler: Handler, hook: string, checkId: string | undefined, promise: Promise<T>, controllerOf: () => AbortController | undefined): Promise<T | undefined> {
     const { clock, timeoutMs } = this.#options;
+    let timedOut = false;
     return new Promise<T | undefined>((resolve) => {
       const timer = clock.setTimeout(() => {
         const error = new Error(`handler "${handler.name}" ${hook} timed out after ${timeoutMs} ms`);
-        controller.abort(error);
+        timedOut = true;
+        controllerOf()?.abort(error);
         this.#fail(handler, hook, error, checkId);
         resolve(undefined);
       }, timeoutMs);
@@ -145,7 +153,7 @@ export class HandlerChain {
         },
         (error: unknown) => {
           clock.clearTimeout(timer);
-          if (!controller.signal.aborted) this.#fail(handler, hook, error, checkId);
+          if (!timedOut) this.#fail(handler, hook, error, checkId);
           resolve(undefined);
         },
       );
