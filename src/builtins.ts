@@ -4,21 +4,23 @@ import { execCommand } from './commands/exec.js';
 import { httpCommand } from './commands/http.js';
 import { heartbeatDirCommand } from './commands/heartbeat-dir.js';
 import { heartbeatFileCommand } from './commands/heartbeat-file.js';
+import { heartbeatTableCommand } from './commands/heartbeat-table.js';
 import { peerCommand } from './commands/peer.js';
 import { pingCommand } from './commands/ping.js';
 import { pushCommand } from './commands/push.js';
 import { tcpCommand } from './commands/tcp.js';
 import type { AnyHandlerType } from './handlers/handler.js';
 import { logHandlerType } from './handlers/log-handler.js';
+import { postgresResultsHandlerType } from './handlers/postgres-results-handler.js';
 import { prometheusHandlerType } from './handlers/prometheus-handler.js';
 import { webhookHandlerType } from './handlers/webhook-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), dnsCommand(), pushCommand(), peerCommand()];
+  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), heartbeatTableCommand(), dnsCommand(), pushCommand(), peerCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */
 export function builtinHandlerTypes(): AnyHandlerType[] {
-  return [logHandlerType, prometheusHandlerType, webhookHandlerType];
+  return [logHandlerType, prometheusHandlerType, webhookHandlerType, postgresResultsHandlerType];
 }

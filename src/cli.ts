@@ -18,6 +18,7 @@ import { systemClock } from './server/clock.js';
 import { runCheck } from './server/run-check.js';
 import { ValidationError } from './server/validation.js';
 import { version } from './server/version.js';
+import { startHeartbeat as startDatabaseHeartbeat } from './heartbeats/database-heartbeat.js';
 import { superviseWithHeartbeat } from './heartbeats/supervise.js';
 import { parseDuration } from './server/schema-types.js';
 
@@ -29,6 +30,7 @@ Usage:
   vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
   vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
   vigil beat --file FILE [--every 5s] [-- COMMAND ARGS…]   write a heartbeat file (for a command)
+  vigil beat --database URL --id NAME [--schema vigil] [--every 5s] [-- COMMAND ARGS…]   the same as a table row
   vigil COMMAND --help                      help for one command
 
 The config file is -c FILE, else $VIGIL_CONFIG, else ./config/vigil.yaml, else the example config
@@ -52,13 +54,16 @@ Asks /healthz at the config's server address. Exit 0 when vigil answers (running
 
 Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.`,
   beat: `Usage: vigil beat --file FILE [--every DURATION] [-- COMMAND ARGS…]
+       vigil beat --database URL --id NAME [--schema SCHEMA] [--every DURATION] [-- COMMAND ARGS…]
 
 Writes a heartbeat file (JSON: timestamp, uptime, memoryUsage, pid, beat) every DURATION (default 5s),
 atomically, for a heartbeat-file or heartbeat-dir check to watch.
 With a COMMAND: runs it (no shell) and beats while it runs. A clean exit (0, or a stop vigil beat
 passed on) removes the file; a crash leaves it to go stale, so the monitor sees a heart attack.
 vigil beat exits with the command's code (128 + signal number for a signal).
-Without a COMMAND: beats until SIGTERM/SIGINT, then removes the file (a sidecar).`,
+Without a COMMAND: beats until SIGTERM/SIGINT, then removes the file (a sidecar).
+With --database: upserts row NAME of SCHEMA.heartbeats (created by vigil migrate) instead of a file,
+for a heartbeat-table check; the same rules remove the row.`,
   once: `Usage: vigil once CHECK_ID [-c FILE] [--json]
 
 Runs one check of the config once and prints its Result. The exit code is the Nagios one:
@@ -72,6 +77,9 @@ const OPTIONS = {
   pidfile: { type: 'string' },
   file: { type: 'string' },
   every: { type: 'string' },
+  database: { type: 'string' },
+  id: { type: 'string' },
+  schema: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -110,7 +118,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${HELP[command]}\n`);
     return 0;
   }
-  if (command === 'beat') return beat(values.file, values.every ?? '5s', supervised);
+  if (command === 'beat') return beat({ file: values.file, database: values.database, id: values.id, schema: values.schema }, values.every ?? '5s', supervised);
   const configFile = resolveConfigFile(values.config);
   switch (command) {
     case 'run':
@@ -190,18 +198,41 @@ function formatResult(checkId: string, result: Result): string {
   return perfdata.length > 0 ? `${line} | ${perfdata.join(' ')}` : line;
 }
 
-async function beat(file: string | undefined, every: string, argv: readonly string[]): Promise<number> {
+/** Where `vigil beat` writes: a file, or a row of a database's heartbeats table. */
+interface BeatTarget {
+  readonly file: string | undefined;
+  readonly database: string | undefined;
+  readonly id: string | undefined;
+  readonly schema: string | undefined;
+}
+
+async function beat(target: BeatTarget, every: string, argv: readonly string[]): Promise<number> {
   const intervalMs = parseDuration(every);
-  if (file === undefined || intervalMs === undefined || intervalMs < 1) {
-    process.stderr.write(`vigil beat: ${file === undefined ? 'expected --file FILE' : `expected --every as a duration like 5s, got ${JSON.stringify(every)}`}\n\n${HELP.beat}\n`);
+  const problem =
+    intervalMs === undefined || intervalMs < 1
+      ? `expected --every as a duration like 5s, got ${JSON.stringify(every)}`
+      : target.file === undefined && target.database === undefined
+        ? 'expected --file FILE or --database URL --id NAME'
+        : target.file !== undefined && target.database !== undefined
+          ? 'expected either --file or --database, not both'
+          : target.database !== undefined && target.id === undefined
+            ? 'expected --id NAME with --database'
+            : null;
+  if (problem !== null || intervalMs === undefined) {
+    process.stderr.write(`vigil beat: ${problem ?? 'bad arguments'}\n\n${HELP.beat}\n`);
     return EXIT_USAGE;
   }
+  const where = target.file ?? `row ${target.id ?? ''}`;
+  const onError = (error: unknown): void => void process.stderr.write(`vigil beat: cannot write ${where}: ${describe(error)}\n`);
+  const { database, id, schema } = target;
   try {
     return await superviseWithHeartbeat({
-      file: resolve(file),
       intervalMs,
+      onError,
       ...(argv.length > 0 ? { argv } : {}),
-      onError: (error) => process.stderr.write(`vigil beat: cannot write ${file}: ${describe(error)}\n`),
+      ...(database !== undefined && id !== undefined
+        ? { start: (sample) => startDatabaseHeartbeat({ databaseUrl: database, id, intervalMs, onError, ...(schema === undefined ? {} : { schema }), ...(sample === undefined ? {} : { sample }) }) }
+        : { file: resolve(target.file ?? '') }),
     });
   } catch (error) {
     process.stderr.write(`vigil beat: ${describe(error)}\n`);

@@ -3,7 +3,9 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { migrate } from '../src/queues/postgres-migrations.js';
 import { DaemonProcess, runCli } from './helpers/cli.js';
+import { testDatabase } from './helpers/postgres.js';
 
 let dir: string;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -137,6 +139,24 @@ describe('vigil beat', () => {
     const left = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     expect(left.beat).toBeGreaterThanOrEqual(2);
     expect(typeof left.timestamp).toBe('number');
+  });
+
+  it('beats into a database row with --database, read back by a heartbeat-table check', async () => {
+    const database = await testDatabase('cli-beat');
+    cleanups.push(() => database.drop());
+    await migrate(database.pool, { schema: database.schema });
+    const script = `setTimeout(() => process.exit(3), 600)`;
+    const crashed = await runCli(['beat', '--database', database.url, '--schema', database.schema, '--id', 'worker-1', '--every', '100ms', '--', process.execPath, '-e', script]);
+    expect(crashed.stderr).toBe('');
+    expect(crashed.code).toBe(3);
+    // The crash left the row: a heartbeat-table check finds it, fresh.
+    const file = await writeConfig(`checks:\n  - { id: worker, command: heartbeat-table, attributes: { url: "${database.url}", schema: ${database.schema}, id: worker-1, critAfter: 1m } }\n`);
+    const seen = await runCli(['once', 'worker', '-c', file]);
+    expect(seen.stdout).toMatch(/^worker OK /);
+    expect(seen.code).toBe(0);
+    const usage = await runCli(['beat', '--database', database.url]);
+    expect(usage.code).toBe(64);
+    expect(usage.stderr).toContain('expected --id NAME with --database');
   });
 
   it('exits 127 when the command does not exist, and 64 without --file', async () => {

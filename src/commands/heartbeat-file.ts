@@ -86,39 +86,60 @@ async function runHeartbeatFile(attrs: HeartbeatFileAttributes, { signal }: Comm
   }
   const parsed = parseHeartbeat(text);
   if (!parsed.ok) return { state: 'unknown', reason: 'bad-heartbeat', message: `bad heartbeat file ${attrs.file}: ${parsed.problem}` };
-  return judge(attrs, parsed.value, now());
+  return judgeHeartbeat('file', attrs.file, attrs, parsed.value, now());
 }
 
-function judge(attrs: HeartbeatFileAttributes, beat: HeartbeatRecord, nowMs: number): CommandOutcome {
-  const { file, warnAfter, critAfter } = attrs;
+/** The ages a heartbeat is judged by, in milliseconds. */
+export interface HeartbeatThresholds {
+  /** Age at or above which the heartbeat is late: `warn`, reason `heartbeat-late`; none when undefined. */
+  readonly warnAfter?: number | undefined;
+  /** Age at or above which the heart stopped: `crit`, reason `heart-attack`. */
+  readonly critAfter: number;
+}
+
+/**
+ * Judges a heartbeat's age, `nowMs` − its timestamp, whatever carried it (a file, a database row):
+ * `ok`; `heartbeat-late` (warn, age ≥ `warnAfter`); `heart-attack` (crit, age ≥ `critAfter`);
+ * `bad-heartbeat` (unknown, dated more than 5 s in the future). Metrics: `age` (s, with the thresholds),
+ * and `uptime` (s), `memory_usage` (B) and `beat` (counter) when the beat has them. Messages name it
+ * `heartbeat <name> is 3 s old …` and `bad heartbeat <kind> <name>: …`.
+ */
+export function judgeHeartbeat(kind: string, name: string, thresholds: HeartbeatThresholds, beat: HeartbeatRecord, nowMs: number): CommandOutcome {
+  const { warnAfter, critAfter } = thresholds;
   const ageMs = nowMs - beat.timestampMs;
   if (ageMs < -HEARTBEAT_FUTURE_SKEW_MS) {
     return {
       state: 'unknown',
       reason: 'bad-heartbeat',
-      message: `bad heartbeat file ${file}: dated ${seconds(-ageMs)} s in the future, more than the ${seconds(HEARTBEAT_FUTURE_SKEW_MS)} s allowed for clock skew`,
+      message: `bad heartbeat ${kind} ${name}: dated ${seconds(-ageMs)} s in the future, more than the ${seconds(HEARTBEAT_FUTURE_SKEW_MS)} s allowed for clock skew`,
     };
   }
   const age = Math.max(0, Math.round(ageMs)) / 1000;
-  const base = `heartbeat ${file} is ${seconds(age * 1000)} s old${details(beat)}`;
+  const base = `heartbeat ${name} is ${seconds(age * 1000)} s old${details(beat)}`;
   if (ageMs >= critAfter) {
-    return { state: 'crit', reason: 'heart-attack', message: `${base}, at or above the critical threshold of ${seconds(critAfter)} s`, metrics: metrics(attrs, beat, age) };
+    return { state: 'crit', reason: 'heart-attack', message: `${base}, at or above the critical threshold of ${seconds(critAfter)} s`, metrics: metrics(thresholds, beat, age) };
   }
   if (warnAfter !== undefined && ageMs >= warnAfter) {
-    return { state: 'warn', reason: 'heartbeat-late', message: `${base}, at or above the warning threshold of ${seconds(warnAfter)} s`, metrics: metrics(attrs, beat, age) };
+    return { state: 'warn', reason: 'heartbeat-late', message: `${base}, at or above the warning threshold of ${seconds(warnAfter)} s`, metrics: metrics(thresholds, beat, age) };
   }
-  return { state: 'ok', reason: 'ok', message: base, metrics: metrics(attrs, beat, age) };
+  return { state: 'ok', reason: 'ok', message: base, metrics: metrics(thresholds, beat, age) };
+}
+
+/**
+ * The outcome for a heartbeat that is not there, in the state `missing` says: reason `heart-attack`, or
+ * `no-heartbeat` with `missing: ok`. `what` names it: `heartbeat file /run/w.json`.
+ */
+export function missingHeartbeat(what: string, missing: MissingFileState): CommandOutcome {
+  const treated = missing === 'crit' ? '' : ` (treated as ${missing})`;
+  return { state: missing, reason: missing === 'ok' ? 'no-heartbeat' : 'heart-attack', message: `${what} is missing${treated}` };
 }
 
 function readFailure({ file, missing }: HeartbeatFileAttributes, error: NodeJS.ErrnoException): CommandOutcome {
-  if (error.code === 'ENOENT' || error.code === 'ENOTDIR') {
-    const treated = missing === 'crit' ? '' : ` (treated as ${missing})`;
-    return { state: missing, reason: missing === 'ok' ? 'no-heartbeat' : 'heart-attack', message: `heartbeat file ${file} is missing${treated}` };
-  }
+  if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return missingHeartbeat(`heartbeat file ${file}`, missing);
   return { state: 'unknown', reason: 'unreadable', message: `cannot read heartbeat file ${file}: ${error.message}` };
 }
 
-function metrics({ warnAfter, critAfter }: HeartbeatFileAttributes, beat: HeartbeatRecord, age: number): Metric[] {
+function metrics({ warnAfter, critAfter }: HeartbeatThresholds, beat: HeartbeatRecord, age: number): Metric[] {
   const list = [gauge('age', age, 's', { warn: warnAfter === undefined ? undefined : warnAfter / 1000, crit: critAfter / 1000 })];
   if (beat.uptime !== undefined) list.push(gauge('uptime', beat.uptime, 's'));
   if (beat.memoryUsage !== undefined) list.push(gauge('memory_usage', beat.memoryUsage, 'B'));

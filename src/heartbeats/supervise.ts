@@ -3,9 +3,14 @@ import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { assertIntervalMs, startHeartbeat, type HeartbeatSample } from './heartbeat-writer.js';
 
+/** What writes the beats: the file writer, or another transport (a database row) with the same stop. */
+export type HeartbeatStarter = (sample?: () => HeartbeatSample | Promise<HeartbeatSample>) => { stop(options?: { remove?: boolean }): Promise<void> };
+
 export interface SuperviseOptions {
-  /** The heartbeat file. */
-  readonly file: string;
+  /** The heartbeat file (written with startHeartbeat), unless `start` is given. */
+  readonly file?: string;
+  /** Starts another kind of heartbeat in place of the file; `sample`, when passed, reports the command. */
+  readonly start?: HeartbeatStarter;
   /** Milliseconds between beats (≥ 1). */
   readonly intervalMs: number;
   /** The command to run and its arguments (no shell); without it (or empty) this process beats alone, as a sidecar. */
@@ -46,12 +51,13 @@ export async function superviseWithHeartbeat(options: SuperviseOptions): Promise
   options.signal?.throwIfAborted();
   // Before anything starts: a bad interval must not leave a command running unwatched.
   assertIntervalMs(options.intervalMs);
+  if (options.start === undefined && options.file === undefined) throw new TypeError('Expected `file` or `start`');
   const [command, ...args] = options.argv ?? [];
   return command === undefined ? beatAlone(options) : beatFor(command, args, options);
 }
 
 async function beatAlone(options: SuperviseOptions): Promise<number> {
-  const heartbeat = startHeartbeat(heartbeatOptions(options));
+  const heartbeat = starter(options)();
   // The heartbeat's timer is unref'd: without a ref'd handle this process would simply end.
   const keepAlive = setInterval(ignore, 2 ** 30);
   let stop!: () => void;
@@ -80,7 +86,7 @@ async function beatFor(command: string, args: readonly string[], options: Superv
 
   const spawnedAt = performance.now();
   const pid = child.pid as number;
-  const heartbeat = startHeartbeat({ ...heartbeatOptions(options), sample: () => childSample(pid, spawnedAt) });
+  const heartbeat = starter(options)(() => childSample(pid, spawnedAt));
   let forwarded: ForwardedSignal | null = null;
   const forward = (name: ForwardedSignal): void => {
     forwarded = name;
@@ -142,13 +148,18 @@ async function childSample(pid: number, spawnedAt: number): Promise<HeartbeatSam
 
 const VM_RSS = /^VmRSS:\s+(\d+) kB$/m;
 
-function heartbeatOptions(options: SuperviseOptions) {
-  return {
-    file: options.file,
-    intervalMs: options.intervalMs,
-    ...(options.now === undefined ? {} : { now: options.now }),
-    ...(options.onError === undefined ? {} : { onError: options.onError }),
-  };
+function starter(options: SuperviseOptions): HeartbeatStarter {
+  if (options.start) return options.start;
+  const file = options.file;
+  if (file === undefined) throw new TypeError('Expected `file` or `start`');
+  return (sample) =>
+    startHeartbeat({
+      file,
+      intervalMs: options.intervalMs,
+      ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.onError === undefined ? {} : { onError: options.onError }),
+      ...(sample === undefined ? {} : { sample }),
+    });
 }
 
 function ignore(): void {}
