@@ -13,6 +13,7 @@ import type { AnyHandlerType } from './handlers/handler.js';
 import { logHandlerType } from './handlers/log-handler.js';
 import { postgresResultsHandlerType } from './handlers/postgres-results-handler.js';
 import { prometheusHandlerType } from './handlers/prometheus-handler.js';
+import { redisHandlerType } from './handlers/redis-handler.js';
 import { webhookHandlerType } from './handlers/webhook-handler.js';
 
 /** The commands every vigil has; plugins add more. */
@@ -22,5 +23,5 @@ export function builtinCommands(): AnyCommand[] {
 
 /** The handler types every vigil has; plugins add more. */
 export function builtinHandlerTypes(): AnyHandlerType[] {
-  return [logHandlerType, prometheusHandlerType, webhookHandlerType, postgresResultsHandlerType];
+  return [logHandlerType, prometheusHandlerType, webhookHandlerType, postgresResultsHandlerType, redisHandlerType];
 }

@@ -43,6 +43,7 @@ export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/hea
 export { heartbeatTableCommand } from './commands/heartbeat-table.js';
 export { startHeartbeat as startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
 export { postgresResultsHandlerType, recentResults } from './handlers/postgres-results-handler.js';
+export { redisHandlerType } from './handlers/redis-handler.js';
 export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';
 export { superviseWithHeartbeat, type SuperviseOptions } from './heartbeats/supervise.js';
 export { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from './heartbeats/heartbeat-file-format.js';
