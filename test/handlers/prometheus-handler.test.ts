@@ -252,4 +252,63 @@ describe('prometheus handler', () => {
     prometheus.checkRemoved?.('worker');
     expect((await samples(registry)).filter((line) => line.includes('worker'))).toEqual([]);
   });
+  it('starts a series afresh when a Result Metric changes kind, and ignores values it cannot expose', async () => {
+    const registry = new Registry();
+    const prometheus = handler(registry);
+    const withMetrics = (metrics: Metric[]): Result => ({ ...result('ok'), metrics });
+    await run(prometheus, outcome(spec('worker'), withMetrics([gauge('queue', 7), counter('beat', 5)])));
+    await run(prometheus, outcome(spec('worker'), withMetrics([counter('queue', 3), gauge('lag', Number.NaN), counter('beat', -1)])));
+    const lines = await samples(registry);
+    expect(lines.filter((line) => line.includes('metric="queue"'))).toEqual(['vigil_check_metric_total{check="worker",metric="queue"} 3']);
+    expect(lines.filter((line) => line.includes('metric="lag"'))).toEqual([]);
+    expect(lines).toContain('vigil_check_metric_total{check="worker",metric="beat"} 5');
+  });
+
+  it('drops the Result Metrics of a check whose command changed', async () => {
+    const registry = new Registry();
+    const prometheus = handler(registry);
+    await run(prometheus, outcome(spec('web', 'tcp'), { ...result('ok'), metrics: [gauge('connect_time', 0.2, 's')] }));
+    await run(prometheus, outcome(spec('web', 'http'), { ...result('ok'), metrics: [gauge('response_time', 0.3, 's')] }));
+    const lines = await samples(registry);
+    expect(lines.filter((line) => line.includes('metric="connect_time"'))).toEqual([]);
+    expect(lines).toContain('vigil_check_metric{check="web",metric="response_time"} 0.3');
+  });
+
+  it('gives every sample all its labels as JSON', async () => {
+    const registry = new Registry();
+    await run(handler(registry), outcome(spec('web'), { ...result('warn'), metrics: [gauge('rtt', 2)] }));
+    const json = await registry.getMetricsAsJSON();
+    const values = (name: string) => json.find((metric) => metric.name === name)?.values;
+    expect(values('vigil_check_up')).toEqual([{ value: 1, labels: { check: 'web' } }]);
+    expect(values('vigil_check_runs_total')).toContainEqual({ value: 1, labels: { check: 'web', command: 'tcp', state: 'warn' } });
+    expect(values('vigil_check_metric')).toEqual([{ value: 2, labels: { check: 'web', metric: 'rtt' } }]);
+    expect(json.find((metric) => metric.name === 'vigil_check_runs_total')?.type).toBe('counter');
+  });
+
+  it('adds the registry’s default labels', async () => {
+    const registry = new Registry();
+    registry.setDefaultLabels({ instance: 'a' });
+    await run(handler(registry), outcome(spec('web'), result('ok')));
+    const lines = await samples(registry);
+    expect(lines).toContain('vigil_check_up{check="web",instance="a"} 1');
+    expect(lines).toContain('vigil_check_runs_total{check="web",instance="a",command="tcp",state="ok"} 1');
+  });
+
+  it('forgets every check when the registry resets its metrics', async () => {
+    const registry = new Registry();
+    const prometheus = handler(registry);
+    await run(prometheus, outcome(spec('web'), result('ok')));
+    registry.resetMetrics();
+    expect((await samples(registry)).filter((line) => line.includes('check="web"'))).toEqual([]);
+    await run(prometheus, outcome(spec('web'), result('crit')));
+    expect(await samples(registry)).toContain('vigil_check_runs_total{check="web",command="tcp",state="ok"} 0');
+  });
+
+  it('says what is wrong when the registry has a metric of that name and kind that is not the handler’s', () => {
+    const registry = new Registry();
+    new Gauge({ name: 'vigil_check_state', help: 'not ours', labelNames: ['check'], registers: [registry] });
+    expect(() => handler(registry)).toThrow(/vigil_check_state.*gauge labelled check of vigil's prometheus handler, got a gauge labelled check that other code registered/);
+    // Nothing half-registered: the conflict is found before anything is added.
+    expect(registry.getSingleMetric('vigil_check_up')).toBeUndefined();
+  });
 });
