@@ -8,7 +8,9 @@ import { heartbeatTableCommand } from './commands/heartbeat-table.js';
 import { peerCommand } from './commands/peer.js';
 import { pingCommand } from './commands/ping.js';
 import { pushCommand } from './commands/push.js';
+import { rabbitmqConsumersCommand } from './commands/rabbitmq-consumers.js';
 import { tcpCommand } from './commands/tcp.js';
+import { amqpHandlerType } from './handlers/amqp-handler.js';
 import type { AnyHandlerType } from './handlers/handler.js';
 import { logHandlerType } from './handlers/log-handler.js';
 import { postgresResultsHandlerType } from './handlers/postgres-results-handler.js';
@@ -18,10 +20,10 @@ import { webhookHandlerType } from './handlers/webhook-handler.js';
 
 /** The commands every vigil has; plugins add more. */
 export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), heartbeatTableCommand(), dnsCommand(), pushCommand(), peerCommand()];
+  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), heartbeatTableCommand(), dnsCommand(), pushCommand(), peerCommand(), rabbitmqConsumersCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */
 export function builtinHandlerTypes(): AnyHandlerType[] {
-  return [logHandlerType, prometheusHandlerType, webhookHandlerType, postgresResultsHandlerType, redisHandlerType];
+  return [logHandlerType, prometheusHandlerType, webhookHandlerType, postgresResultsHandlerType, redisHandlerType, amqpHandlerType];
 }

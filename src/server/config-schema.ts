@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AnyCommand } from '../commands/command.js';
 import type { AnyHandlerType } from '../handlers/handler.js';
-import { checkSchema, defaultsSchema, queueSchema, serverSchema } from './config.js';
+import { checkSchema, defaultsSchema, ingestSchema, queueSchema, serverSchema } from './config.js';
 import { isMapping } from './config-util.js';
 import { pluginsSchema } from './plugins.js';
 
@@ -21,6 +21,7 @@ export function configJsonSchema(commands: readonly AnyCommand[], handlerTypes: 
       handlers: handlers.schema,
       plugins: jsonSchemaOf(pluginsSchema),
       checks: { type: 'array', description: 'The checks to run', items: checkJsonSchema(commands) },
+      ingest: jsonSchemaOf(ingestSchema),
     },
     $defs: handlers.$defs,
   };

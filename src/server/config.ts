@@ -7,6 +7,7 @@ import type { AnyCommand, ParseResult } from '../commands/command.js';
 import type { AnyHandlerType } from '../handlers/handler.js';
 import { substituteEnv } from './config-env.js';
 import { errorMessage, isMapping } from './config-util.js';
+import { amqpIngestSettings, type AmqpIngestSettings } from './amqp-ingest.js';
 import { loadPlugins } from './plugins.js';
 import { defaultPools, type PoolRouting, type PoolSpec } from './pools.js';
 import { duration, integer, nonEmptyString } from './schema-types.js';
@@ -75,6 +76,8 @@ export interface VigilConfig {
   readonly file: string | null;
   readonly server: ServerConfig;
   readonly queue: { readonly type: 'memory' };
+  /** Results arriving from other vigils; `amqp` null when none are consumed. */
+  readonly ingest: { readonly amqp: AmqpIngestSettings | null; readonly check: Readonly<Record<string, unknown>> };
   readonly defaults: CheckDefaults;
   /** Handler instances to create, in order: the `handlers:` entries, then handler types used by name. */
   readonly handlers: readonly HandlerConfig[];
@@ -149,7 +152,7 @@ function readYaml(text: string, what: string): unknown {
   }
 }
 
-const ROOT_KEYS = new Set(['server', 'queue', 'defaults', 'handlers', 'plugins', 'checks']);
+const ROOT_KEYS = new Set(['server', 'queue', 'defaults', 'handlers', 'plugins', 'checks', 'ingest']);
 
 async function build(raw: unknown, options: ParseConfigOptions, what: string): Promise<VigilConfig> {
   const envIssues: Issue[] = [];
@@ -163,6 +166,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
 
   const server = section(['server'], serverSchema, root.server, issues);
   const queue = section(['queue'], queueSchema, root.queue, issues);
+  const ingest = section(['ingest'], ingestSchema, root.ingest, issues);
   const defaults = effectiveDefaults(section(['defaults'], defaultsSchema, root.defaults, issues), issues);
 
   const plugins = await loadPlugins(root.plugins, options, issues);
@@ -180,8 +184,14 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
   });
 
   const pools = resolvePools(server, issues);
+  const poolNames = new Set(pools.pools.map((pool) => pool.name));
   if (server.protectReads && server.apiToken === null) issues.push({ path: ['server', 'protectReads'], message: 'expected server.apiToken to be set: reads cannot need a token that does not exist' });
-  const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames: new Set(pools.pools.map((pool) => pool.name)) }, issues, references);
+  const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames }, issues, references);
+  if (ingest.check !== undefined) {
+    const template = ingestedCheckEntry(ingest.check, 'ingested');
+    const parsed = parseCheckSpec(template, { defaults, commands, handlerNames, poolNames });
+    if (!parsed.ok) issues.push(...prefixIssues(['ingest', 'check'], parsed.issues.filter((issue) => issue.path[0] !== 'id' && issue.path[0] !== 'command')));
+  }
 
   const configs = [...handlers.configs.values()];
   const implicit = new Set<string>();
@@ -220,6 +230,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
       pathCheckIntervalMs: server.pathCheckInterval,
     },
     queue: { type: queue.type },
+    ingest: { amqp: ingest.amqp ?? null, check: ingest.check ?? {} },
     defaults,
     handlers: configs,
     checks,
@@ -322,6 +333,24 @@ function resolvePools(server: z.output<typeof serverSchema>, issues: Issue[]): {
       byCommand: server.commandPools ?? (names.has('exec') ? { exec: 'exec' } : {}),
     },
   };
+}
+
+/**
+ * The shape of the config's `ingest:` section: results arriving from other vigils. `check` is the entry
+ * (like one under `checks:`, without id and command) that checks created for them start from.
+ */
+export const ingestSchema = z.strictObject(
+  {
+    amqp: amqpIngestSettings.optional().meta({ description: 'Consume results published by other vigils through RabbitMQ (amqp handler)' }),
+    check: z.record(z.string(), z.unknown(), { error: MAPPING }).optional().meta({ description: 'What checks created for ingested results start from: a check entry without id and command (a push check)' }),
+  },
+  { error: MAPPING },
+);
+
+/** The check entry for an ingested check `id`: a push check (period 1m, grace 1m unless `check` says otherwise). */
+export function ingestedCheckEntry(check: Readonly<Record<string, unknown>>, id: string): Record<string, unknown> {
+  const attributes = typeof check.attributes === 'object' && check.attributes !== null ? check.attributes : {};
+  return { ...check, id, command: 'push', attributes: { period: '1m', grace: '1m', ...attributes } };
 }
 
 /** The shape of the config's `queue:` section. */

@@ -11,7 +11,8 @@ import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
 import type { CheckSpec } from '../checks/check.js';
 import type { ParseResult } from '../commands/command.js';
 import { ResultHistory } from '../results/result-history.js';
-import { loadConfig, parseCheckSpec, type VigilConfig } from './config.js';
+import { startAmqpIngest } from './amqp-ingest.js';
+import { ingestedCheckEntry, loadConfig, parseCheckSpec, type VigilConfig } from './config.js';
 import { registerApiRoutes } from './http-api.js';
 import { registerPushRoutes } from './push-routes.js';
 import { loadPushSecret, PushTokens } from './push-tokens.js';
@@ -165,6 +166,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const writer = new StateFileWriter({ file: stateFile, source: () => pool.list(), intervalMs: settings.stateSaveIntervalMs, logger });
   writer.start();
   server.start();
+  const { amqp } = config.ingest;
+  const ingest = amqp
+    ? startAmqpIngest({
+        ...amqp,
+        server,
+        checks: pool,
+        logger,
+        registry,
+        makeCheck: (id) => {
+          const parsed = parseCheck(ingestedCheckEntry(config.ingest.check, id));
+          if (!parsed.ok) logger.warn({ checkId: id, issues: parsed.issues }, 'cannot create a check for an ingested result');
+          return parsed.ok ? parsed.value : undefined;
+        },
+      })
+    : null;
   logger.info({ url: http.url, checks: pool.size, restored, instanceId: identity.id, epoch: identity.epoch, config: configFile, version }, 'vigil started');
 
   async function reload(): Promise<ReloadReport> {
@@ -181,7 +197,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger.error(`config reload rejected, the running config stays: ${missing} (restart vigil to load them)`);
       return { ok: false, error: missing };
     }
-    for (const section of ['server', 'queue', 'handlers'] as const) {
+    for (const section of ['server', 'queue', 'handlers', 'ingest'] as const) {
       if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
     }
     const diff = diffChecks(config.checks, next.checks);
@@ -198,6 +214,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let stopped: Promise<void> | null = null;
   async function shutdown(): Promise<void> {
     logger.info('stopping');
+    await ingest?.stop();
     await server.stop();
     await writer.stop();
     await http.close();
