@@ -4,9 +4,11 @@ import { realpath } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { builtinCommands, builtinHandlerTypes } from './builtins.js';
 import { initialCheckState } from './checks/check.js';
+import { migrate } from './queues/postgres-migrations.js';
 import { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
 import { stateCode, type Result } from './results/result.js';
 import { loadConfig } from './server/config.js';
@@ -27,6 +29,7 @@ const USAGE = `vigil ${version} — check poller and heartbeat monitor
 Usage:
   vigil run [-c FILE] [--log-level LEVEL] [--pidfile FILE]   run the daemon
   vigil status [-c FILE]                    is the daemon of this config running? exit 0 yes, 3 no
+  vigil migrate [-c FILE]                   apply the PostgreSQL migrations of the config's queue
   vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
   vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
   vigil beat --file FILE [--every 5s] [-- COMMAND ARGS…]   write a heartbeat file (for a command)
@@ -46,6 +49,10 @@ Runs the daemon: polls the config's checks, serves /metrics and /healthz.
 Signals: SIGTERM/SIGINT stop gracefully (exit 0; a second one forces exit 1),
 SIGHUP reloads the config (an invalid one is rejected and the running one stays).
 With server.exitOnPathChange, a changed install directory stops vigil with exit code 75.`,
+  migrate: `Usage: vigil migrate [-c FILE]
+
+Applies the versioned SQL migrations to the config's PostgreSQL queue (queue.type postgres), in its
+schema; applied ones are skipped, so it can run any number of times. Exit 0, or 1 with the error.`,
   status: `Usage: vigil status [-c FILE]
 
 Asks /healthz at the config's server address. Exit 0 when vigil answers (running, or stopping),
@@ -125,6 +132,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return run(configFile, values['log-level'] ?? process.env.VIGIL_LOG_LEVEL ?? 'info', values.pidfile);
     case 'status':
       return status(configFile);
+    case 'migrate':
+      return migrateDatabase(configFile);
     case 'validate':
       return validate(configFile);
     default: {
@@ -238,6 +247,32 @@ async function beat(target: BeatTarget, every: string, argv: readonly string[]):
     process.stderr.write(`vigil beat: ${describe(error)}\n`);
     // The shell's conventions: 127 command not found, 126 found but not runnable.
     return (error as { cause?: { code?: string } }).cause?.code === 'ENOENT' ? 127 : 126;
+  }
+}
+
+async function migrateDatabase(configFile: string): Promise<number> {
+  let config;
+  try {
+    config = await loadConfig(configFile, loadOptions());
+  } catch (error) {
+    process.stderr.write(`${describe(error)}\n`);
+    return 1;
+  }
+  const { queue } = config;
+  if (queue.type !== 'postgres') {
+    process.stderr.write(`vigil migrate: ${configFile} uses the ${queue.type} queue; migrations are for queue.type postgres\n`);
+    return 1;
+  }
+  const database = new pg.Pool({ connectionString: queue.url, max: 1 });
+  try {
+    const { applied } = await migrate(database, { schema: queue.schema });
+    process.stdout.write(applied.length > 0 ? `applied to schema ${queue.schema}: ${applied.join(', ')}\n` : `schema ${queue.schema} is up to date\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`vigil migrate: ${describe(error)}\n`);
+    return 1;
+  } finally {
+    await database.end();
   }
 }
 

@@ -23,6 +23,9 @@ export { duration, integer, port, nonEmptyString, parseDuration } from './server
 export type { Queue, QueueEvent } from './queues/queue.js';
 export { MemoryQueue } from './queues/memory-queue.js';
 export { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
+export { PostgresQueue, LeaseLostError, CompletionDroppedError } from './queues/postgres-queue.js';
+export { PostgresInstances } from './queues/postgres-instances.js';
+export { migrate } from './queues/postgres-migrations.js';
 export { isCheckRegistry, type CheckRegistry, type CheckStatus } from './queues/check-registry.js';
 export { ResultHistory, type ResultHistoryOptions } from './results/result-history.js';
 

@@ -70,12 +70,29 @@ export interface ServerConfig {
   readonly pathCheckIntervalMs: number;
 }
 
+/** Where checks wait: the embedded queue, or PostgreSQL shared by many instances. */
+export type QueueConfig =
+  | { readonly type: 'memory' }
+  | {
+      readonly type: 'postgres';
+      readonly url: string;
+      readonly schema: string;
+      /** Apply the migrations at start; default true. */
+      readonly migrate: boolean;
+      readonly poolSize: number;
+      readonly pollIntervalMs: number;
+      /** A claimed check's lease lasts leaseFactor × its timeout + leaseMarginMs. */
+      readonly leaseFactor: number;
+      readonly leaseMarginMs: number;
+      readonly heartbeatIntervalMs: number;
+    };
+
 /** The validated, deeply frozen config. */
 export interface VigilConfig {
   /** Absolute path of the file it was read from; `null` when it came from elsewhere. */
   readonly file: string | null;
   readonly server: ServerConfig;
-  readonly queue: { readonly type: 'memory' };
+  readonly queue: QueueConfig;
   /** Results arriving from other vigils; `amqp` null when none are consumed. */
   readonly ingest: { readonly amqp: AmqpIngestSettings | null; readonly check: Readonly<Record<string, unknown>> };
   readonly defaults: CheckDefaults;
@@ -229,7 +246,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
       exitOnPathChange: server.exitOnPathChange,
       pathCheckIntervalMs: server.pathCheckInterval,
     },
-    queue: { type: queue.type },
+    queue: queueConfig(queue),
     ingest: { amqp: ingest.amqp ?? null, check: ingest.check ?? {} },
     defaults,
     handlers: configs,
@@ -347,16 +364,52 @@ export const ingestSchema = z.strictObject(
   { error: MAPPING },
 );
 
+function queueConfig(queue: z.output<typeof queueSchema>): QueueConfig {
+  if (queue.type === 'memory') return { type: 'memory' };
+  return {
+    type: 'postgres',
+    url: queue.url,
+    schema: queue.schema,
+    migrate: queue.migrate,
+    poolSize: queue.poolSize,
+    pollIntervalMs: queue.pollInterval,
+    leaseFactor: queue.leaseFactor,
+    leaseMarginMs: queue.leaseMargin,
+    heartbeatIntervalMs: queue.heartbeatInterval,
+  };
+}
+
 /** The check entry for an ingested check `id`: a push check (period 1m, grace 1m unless `check` says otherwise). */
 export function ingestedCheckEntry(check: Readonly<Record<string, unknown>>, id: string): Record<string, unknown> {
   const attributes = typeof check.attributes === 'object' && check.attributes !== null ? check.attributes : {};
   return { ...check, id, command: 'push', attributes: { period: '1m', grace: '1m', ...attributes } };
 }
 
-/** The shape of the config's `queue:` section. */
-export const queueSchema = z.strictObject(
-  { type: z.literal('memory').default('memory').meta({ description: 'Where checks wait for their next run' }) },
-  { error: MAPPING },
+/** The shape of the config's `queue:` section: `memory` (the default) or `postgres`. */
+export const queueSchema = z.preprocess(
+  // `type` may be left out for the embedded queue.
+  (value) => (isMapping(value) && value.type === undefined ? { ...value, type: 'memory' } : value),
+  z.discriminatedUnion(
+    'type',
+    [
+      z.strictObject({ type: z.literal('memory').meta({ description: 'The embedded queue, with a state file in dataDir' }) }, { error: MAPPING }),
+      z.strictObject(
+        {
+          type: z.literal('postgres').meta({ description: 'A PostgreSQL database shared by any number of vigil instances' }),
+          url: nonEmptyString('a postgres:// connection URL'),
+          schema: nonEmptyString('a schema name').default('vigil'),
+          migrate: z.boolean({ error: 'expected true or false' }).default(true).meta({ description: 'Apply the migrations at start' }),
+          poolSize: integer(1, 100).default(10),
+          pollInterval: durationField('How often the queue looks for due checks besides notifications').prefault('2s'),
+          leaseFactor: z.number({ error: 'expected a number ≥ 1' }).min(1, { error: 'expected a number ≥ 1' }).default(2),
+          leaseMargin: durationField('Added to a lease of leaseFactor × the check timeout').prefault('1s'),
+          heartbeatInterval: durationField('How often this instance heartbeats in the instances table').prefault('5s'),
+        },
+        { error: MAPPING },
+      ),
+    ],
+    { error: 'expected type memory or postgres' },
+  ),
 );
 
 /** The shape of the config's `defaults:` section, before the built-in defaults fill it in. */

@@ -6,8 +6,8 @@ import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
 import { heartbeatDirOf } from '../commands/heartbeat-dir.js';
 import { PUSH_COMMAND } from '../commands/push.js';
 import type { Handler } from '../handlers/handler.js';
-import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
-import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
+import type { CheckRegistry } from '../queues/check-registry.js';
+import type { Queue } from '../queues/queue.js';
 import type { CheckSpec } from '../checks/check.js';
 import type { ParseResult } from '../commands/command.js';
 import { ResultHistory } from '../results/result-history.js';
@@ -16,7 +16,7 @@ import { ingestedCheckEntry, loadConfig, parseCheckSpec, type VigilConfig } from
 import { registerApiRoutes } from './http-api.js';
 import { registerPushRoutes } from './push-routes.js';
 import { loadPushSecret, PushTokens } from './push-tokens.js';
-import { diffChecks } from './config-diff.js';
+import { openQueue } from './daemon-queue.js';
 import { startHttpEndpoint, type HttpEndpoint } from './http-endpoint.js';
 import { startInstance, type InstanceIdentity } from './instance.js';
 import { registerServerMetrics } from './metrics.js';
@@ -40,7 +40,8 @@ export type ReloadReport =
 /** A running `vigil run`: the server, its queue, its HTTP endpoint and its state file. */
 export interface Daemon {
   readonly server: Server;
-  readonly pool: TrackedMemoryPool;
+  /** The queue with the checks: the embedded one, or PostgreSQL. */
+  readonly pool: Queue & CheckRegistry;
   readonly identity: InstanceIdentity;
   /** The config in force (the last one a reload accepted). */
   readonly config: VigilConfig;
@@ -82,20 +83,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return type.create(entry.name, entry.options, { logger, registry });
   });
 
-  const pool = new TrackedMemoryPool();
+  const handlerNames = new Set(handlers.map((handler) => handler.name));
+  const poolNames = new Set(settings.pools.map((spec) => spec.name));
+  // Reads `config` when called, so the defaults of a reloaded config apply to checks created later.
+  const parseCheck = (raw: unknown): ParseResult<CheckSpec> =>
+    parseCheckSpec(raw, { defaults: config.defaults, commands: config.commands, handlerNames, poolNames });
+  const opened = await openQueue({
+    config: config.queue,
+    checks: config.checks,
+    dataDir: settings.dataDir,
+    stateFile: stateFilePath(settings.dataDir),
+    stateSaveIntervalMs: settings.stateSaveIntervalMs,
+    identity,
+    parseCheck,
+    logger,
+  });
+  const pool = opened.queue;
   const pushTokens = new PushTokens({ checks: pool, secret: pushSecret, logger });
-  const stateFile = stateFilePath(settings.dataDir);
-  const saved = await loadState(stateFile, logger);
-  const now = Date.now();
-  let restored = 0;
-  for (const spec of config.checks) {
-    const previous = saved.get(spec.id);
-    if (previous) restored++;
-    pool.add(spec, previous ? { state: previous.state, ...restoredSchedule(previous, spec, now) } : {});
-    saved.delete(spec.id);
-  }
-  // The rest belong to checks added at runtime (a heartbeat-dir's children): theirs when they come back.
-  for (const [id, previous] of saved) pool.adopt(id, previous);
   // A heartbeat-dir's children go with it.
   pool.watch((event) => {
     if (event.type !== 'removed') return;
@@ -121,11 +125,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   pool.watch((event) => {
     if (event.type === 'removed') history.forget(event.checkId);
   });
-  const handlerNames = new Set(handlers.map((handler) => handler.name));
-  const poolNames = new Set(settings.pools.map((spec) => spec.name));
-  // Reads `config` when called, so the defaults of a reloaded config apply to checks created later.
-  const parseCheck = (raw: unknown): ParseResult<CheckSpec> =>
-    parseCheckSpec(raw, { defaults: config.defaults, commands: config.commands, handlerNames, poolNames });
   const startedAt = Date.now();
   // Known once the endpoint listens (port 0 picks one); only read by requests, which come after.
   let baseUrl = '';
@@ -152,19 +151,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       health: () => ({
         status: server.stopping ? 'stopping' : 'ok',
         instanceId: identity.id,
-        epoch: identity.epoch,
+        epoch: opened.epoch,
         version,
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-        checks: pool.size,
+        checks: pool.list().length,
+        ...(config.queue.type === 'postgres' ? { peers: opened.peers().map(({ id, epoch, alive }) => ({ id, epoch, alive })) } : {}),
       }),
     });
   } catch (error) {
     await server.stop();
+    await opened.close();
     throw error;
   }
   baseUrl = http.url;
-  const writer = new StateFileWriter({ file: stateFile, source: () => pool.list(), intervalMs: settings.stateSaveIntervalMs, logger });
-  writer.start();
   server.start();
   const { amqp } = config.ingest;
   const ingest = amqp
@@ -181,7 +180,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         },
       })
     : null;
-  logger.info({ url: http.url, checks: pool.size, restored, instanceId: identity.id, epoch: identity.epoch, config: configFile, version }, 'vigil started');
+  logger.info({ url: http.url, queue: config.queue.type, checks: pool.list().length, restored: opened.restored, instanceId: identity.id, epoch: opened.epoch, config: configFile, version }, 'vigil started');
 
   async function reload(): Promise<ReloadReport> {
     let next: VigilConfig;
@@ -200,13 +199,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     for (const section of ['server', 'queue', 'handlers', 'ingest'] as const) {
       if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
     }
-    const diff = diffChecks(config.checks, next.checks);
-    // Checks may have been changed through the API meanwhile: the file wins for the ids it names.
-    for (const id of diff.removed) pool.remove(id);
-    for (const spec of [...diff.changed, ...diff.added]) pool.upsert(spec);
+    const counts = await opened.applyConfigChecks(config.checks, next.checks);
     pushTokens.invalidate();
     config = next;
-    const report = { ok: true as const, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, unchanged: diff.unchanged.length };
+    const report = { ok: true as const, ...counts };
     logger.info(report, 'config reloaded');
     return report;
   }
@@ -216,7 +212,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     logger.info('stopping');
     await ingest?.stop();
     await server.stop();
-    await writer.stop();
+    await opened.close();
     await http.close();
     logger.info('vigil stopped');
   }

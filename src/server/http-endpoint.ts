@@ -17,6 +17,8 @@ export interface Health {
   readonly uptimeSeconds: number;
   /** Number of checks the instance knows. */
   readonly checks: number;
+  /** With a PostgreSQL queue: the instances sharing the database (this one included). */
+  readonly peers?: readonly { readonly id: string; readonly epoch: number; readonly alive: boolean }[];
 }
 
 export interface HttpEndpointOptions {

@@ -59,6 +59,9 @@ export interface ServerStats {
   readonly waiting: number;
 }
 
+/** Errors by which a queue's `complete` says the check is no longer this server's to complete. */
+const QUEUE_REFUSALS: ReadonlySet<string> = new Set(['LeaseLostError', 'CompletionDroppedError']);
+
 /**
  * The loop: one timer armed for the earliest due check; due checks are claimed up to the free
  * concurrency, run under their timeout, passed through the state machine and the handlers, and given
@@ -86,6 +89,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   #timer: unknown = null;
   #armedAt: number | null = null;
   #pumping = false;
+  /** The pump under way, which stop waits for: what it claims must be given back, not lost. */
+  #pumpRun: Promise<void> = Promise.resolve();
   #pumpAgain = false;
   #runs = 0;
   #lateStarts = 0;
@@ -241,7 +246,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       return;
     }
     this.#pumping = true;
-    this.#pumpLoop()
+    this.#pumpRun = this.#pumpLoop()
       .catch((error: unknown) => {
         this.#report(error, 'queue');
         // The queue failed (a database away): look again in a second rather than spin.
@@ -342,6 +347,12 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       if (run.kind === 'shutdown') return await this.#queue.complete(check, check.dueAt);
       await this.#settle(check, run.result, lagMs, logger);
     } catch (error) {
+      // A shared queue may refuse a completion: the lease moved to another instance, or the database
+      // was away too long. The check is not ours any more; its outcome is not published.
+      if (error instanceof Error && QUEUE_REFUSALS.has(error.name)) {
+        this.#logger.warn({ err: error, checkId: check.spec.id }, 'the queue refused the completion; the outcome is dropped');
+        return;
+      }
       this.#report(error, 'server', check.spec.id);
       await this.#queue.complete(check, this.#clock.now() + check.spec.retryIntervalMs).catch((e: unknown) => this.#report(e, 'queue', check.spec.id));
     }
@@ -407,6 +418,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     this.#stopping = true;
     this.#unwatch?.();
     this.#arm(null);
+    await this.#pumpRun;
     // Claimed but never started: back in line, untouched.
     await Promise.all(this.#pools.drainWaiting().map((check) => this.#queue.complete(check, check.dueAt)));
     const running = this.#pools.running;

@@ -9,6 +9,31 @@ const { dir, writeConfig } = useConfigDir('vigil-config-');
 
 
 
+describe('queue in the config', () => {
+  const parse = (queue: unknown) => parseConfig({ queue }, { ...fakeBuiltins, baseDir: '.' });
+
+  it('defaults to the memory queue, and reads a postgres queue with its defaults', async () => {
+    expect((await parse(undefined)).queue).toEqual({ type: 'memory' });
+    expect((await parse({})).queue).toEqual({ type: 'memory' });
+    expect((await parse({ type: 'postgres', url: 'postgres://vigil@db/vigil' })).queue).toEqual({
+      type: 'postgres',
+      url: 'postgres://vigil@db/vigil',
+      schema: 'vigil',
+      migrate: true,
+      poolSize: 10,
+      pollIntervalMs: 2000,
+      leaseFactor: 2,
+      leaseMarginMs: 1000,
+      heartbeatIntervalMs: 5000,
+    });
+  });
+
+  it('names what is wrong with a queue', async () => {
+    expect(await issuesOf(parse({ type: 'redis' }))).toEqual(['queue.type: expected type memory or postgres, got "redis"']);
+    expect(await issuesOf(parse({ type: 'memory', url: 'x' }))).toEqual(['queue.url: unknown key']);
+  });
+});
+
 describe('pools in the config', () => {
   const parse = (server: Record<string, unknown>, checks: unknown[] = []) =>
     parseConfig({ server, checks }, { ...fakeBuiltins, baseDir: '.' });
@@ -225,7 +250,7 @@ describe('parseConfig problems', () => {
       'extra: unknown key',
       'server.port: expected an integer 0–65535, got 70000',
       'server.colour: unknown key',
-      'queue.type: expected "memory", got "postgres"',
+      'queue.url: expected a postgres:// connection URL, got nothing',
       'defaults.interval: expected a duration like 30s, 5m, 250ms, milliseconds, or once, got "soon"',
       'handlers.quiet-log.level: expected one of "info"|"warn", got "loud"',
       'handlers.pager.type: unknown handler type "pagerduty"; known types: log, prometheus, webhook',
