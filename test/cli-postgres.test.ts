@@ -74,5 +74,8 @@ describe('vigil with a PostgreSQL queue', () => {
       },
       { timeout: 10_000, interval: 200 },
     );
+    const metrics = await (await fetch(`${url as string}/metrics`)).text();
+    expect(metrics).toContain('vigil_queue_database_up 1');
+    expect(metrics).toContain('vigil_queue_dropped_completions_total 0');
   });
 });

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CheckSpec } from '../checks/check.js';
 import type { ParseResult } from '../commands/command.js';
 import type { CheckRegistry } from '../queues/check-registry.js';
@@ -39,6 +40,8 @@ export interface OpenQueueOptions {
   readonly identity: InstanceIdentity;
   readonly parseCheck: (raw: unknown) => ParseResult<CheckSpec>;
   readonly logger: Logger;
+  /** Where the PostgreSQL queue's own metrics go. */
+  readonly registry: Registry;
 }
 
 /** Opens the queue the config names, with the config's checks in it. */
@@ -116,6 +119,7 @@ async function openPostgresQueue(options: OpenQueueOptions, config: Extract<Queu
     });
     await queue.start();
     releases.push(() => queue.close());
+    registerQueueMetrics(options.registry, queue);
     // The file is the source of truth for its checks; checks created through the API stay.
     await queue.syncConfigChecks(options.checks.map((spec) => ({ spec })));
     return {
@@ -132,5 +136,44 @@ async function openPostgresQueue(options: OpenQueueOptions, config: Extract<Queu
   } catch (error) {
     await release();
     throw error;
+  }
+}
+
+/**
+ * The PostgreSQL queue's health on `/metrics`, read at scrape time: `vigil_queue_database_up`,
+ * `vigil_queue_buffered_completions`, and the totals of dropped completions and lost leases.
+ */
+function registerQueueMetrics(registry: Registry, queue: PostgresQueue): void {
+  new Gauge({
+    name: 'vigil_queue_database_up',
+    help: 'Whether the PostgreSQL queue reaches its database (1) or not (0).',
+    registers: [registry],
+    collect() {
+      this.set(queue.stats.healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'vigil_queue_buffered_completions',
+    help: 'Completed runs waiting to be written to the database.',
+    registers: [registry],
+    collect() {
+      this.set(queue.stats.bufferedCompletions);
+    },
+  });
+  const totals = [
+    ['vigil_queue_dropped_completions_total', 'Completed runs dropped: the buffer was full while the database was away.', 'droppedCompletions'],
+    ['vigil_queue_leases_lost_total', 'Completed runs refused because their lease had moved to another instance.', 'leasesLost'],
+  ] as const;
+  for (const [name, help, field] of totals) {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        // The queue keeps the running total; the counter shows it.
+        this.reset();
+        this.inc(queue.stats[field]);
+      },
+    });
   }
 }

@@ -97,6 +97,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     identity,
     parseCheck,
     logger,
+    registry,
   });
   const pool = opened.queue;
   const pushTokens = new PushTokens({ checks: pool, secret: pushSecret, logger });
