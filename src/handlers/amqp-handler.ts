@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Options, type RecoveringChannelModel } from 'amqplib';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { CheckSpec, CheckState } from '../checks/check.js';
 import { systemClock, type Clock } from '../server/clock.js';
@@ -21,6 +20,7 @@ import {
   type SummaryEntry,
 } from './amqp-message.js';
 import { defineHandler, type Handler, type HandlerDeps, type Outcome } from './handler.js';
+import { registeredCounter as counter, registeredGauge as gauge } from './registered-metrics.js';
 
 /** `results`: one message per outcome; `summary`: every `summaryInterval`, one message with every check. */
 export const AmqpModes = ['results', 'summary'] as const;
@@ -456,17 +456,3 @@ function render(template: RoutingKeyTemplate, values: Readonly<Record<string, st
   return key;
 }
 
-/** The registry's metric of that name when another amqp handler registered it already, else a new one. */
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Counter({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Counter) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a counter, got another kind of metric`);
-}
-
-function gauge(registry: Registry, name: string, help: string, labelNames: readonly string[]): Gauge {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Gauge({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Gauge) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a gauge, got another kind of metric`);
-}

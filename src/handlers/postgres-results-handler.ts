@@ -1,5 +1,4 @@
 import pg from 'pg';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Metric } from '../results/metric.js';
 import type { Result, State } from '../results/result.js';
@@ -7,6 +6,7 @@ import { systemClock, type Clock } from '../server/clock.js';
 import { DEFAULT_SCHEMA } from '../queues/postgres-migrations.js';
 import { duration, integer, nonEmptyString } from '../server/schema-types.js';
 import { defineHandler, type Handler, type HandlerDeps, type Outcome } from './handler.js';
+import { registeredCounter as counter, registeredGauge as gauge } from './registered-metrics.js';
 
 /** Rows one retention statement deletes at most, so that a sweep never holds long locks or a huge transaction. */
 export const RETENTION_BATCH = 10_000;
@@ -468,17 +468,3 @@ function describeTarget(url: string): string {
   return `${parsed.host}${parsed.pathname}`;
 }
 
-/** The registry's metric of that name when another results handler registered it already, else a new one. */
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Counter({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Counter) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a counter, got another kind of metric`);
-}
-
-function gauge(registry: Registry, name: string, help: string, labelNames: readonly string[]): Gauge {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Gauge({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Gauge) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a gauge, got another kind of metric`);
-}

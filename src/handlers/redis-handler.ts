@@ -1,9 +1,9 @@
 import { Redis, type ChainableCommander } from 'ioredis';
-import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { systemClock, type Clock } from '../server/clock.js';
 import { duration, nonEmptyString } from '../server/schema-types.js';
 import { defineHandler, type Handler, type HandlerDeps, type Outcome } from './handler.js';
+import { registeredCounter as counter } from './registered-metrics.js';
 
 /** Check states one pipeline writes at most; the rest go out in the next one, right after. */
 export const MAX_BATCH = 5_000;
@@ -363,10 +363,3 @@ function describeTarget(url: string): string {
   return parsed.toString();
 }
 
-/** The registry's metric of that name when another redis handler registered it already, else a new one. */
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Counter({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Counter) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a counter, got another kind of metric`);
-}

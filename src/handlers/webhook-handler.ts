@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { CheckSpec } from '../checks/check.js';
 import { IncidentEventTypes, type Incident, type IncidentEvent, type IncidentEventType } from '../results/incident.js';
@@ -18,6 +18,7 @@ import {
   type AlertmanagerAlert,
 } from './alertmanager-payload.js';
 import { defineHandler, type Handler, type HandlerContext, type HandlerDeps, type Outcome } from './handler.js';
+import { registeredCounter as counter, registeredGauge as gauge } from './registered-metrics.js';
 
 /** `json`: vigil's own payload to any URL; `alertmanager`: Alertmanager's `/api/v2/alerts` format. */
 export const WebhookFormats = ['json', 'alertmanager'] as const;
@@ -526,17 +527,3 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
   }
 }
 
-/** The registry's metric of that name when another webhook handler registered it already, else a new one. */
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Counter({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Counter) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a counter, got another kind of metric`);
-}
-
-function gauge(registry: Registry, name: string, help: string, labelNames: readonly string[]): Gauge {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Gauge({ name, help, labelNames, registers: [registry] });
-  if (existing instanceof Gauge) return existing;
-  throw new Error(`Expected metric \`${name}\` on the registry to be a gauge, got another kind of metric`);
-}
