@@ -8,11 +8,21 @@ export interface ResultHistoryOptions {
   readonly resolvedIncidents?: number;
 }
 
+/** Where the API reads the recent past: memory, or the database a PostgreSQL queue shares. */
+export interface HistorySource {
+  /** The check's recent results, newest first, at most `limit` (default the source's own). */
+  results(checkId: string, limit?: number): readonly Result[] | Promise<readonly Result[]>;
+  /** Resolved incidents, newest first. */
+  resolvedIncidents(): readonly Incident[] | Promise<readonly Incident[]>;
+  /** Drops a removed check's results, where they are kept per check in memory. */
+  forget(checkId: string): void;
+}
+
 /**
  * The recent past in memory, for the API: the last results of each check and the last resolved
  * incidents (open ones live in the check state). Bounded: a ring per check, allocated on its first result.
  */
-export class ResultHistory {
+export class ResultHistory implements HistorySource {
   readonly #perCheck: number;
   readonly #maxResolved: number;
   readonly #results = new Map<string, { items: Result[]; next: number }>();

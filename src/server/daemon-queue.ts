@@ -6,9 +6,11 @@ import type { CheckSpec } from '../checks/check.js';
 import type { ParseResult } from '../commands/command.js';
 import type { CheckRegistry } from '../queues/check-registry.js';
 import { migrate } from '../queues/postgres-migrations.js';
+import { PostgresHistory } from '../queues/postgres-history.js';
 import { PostgresInstances, type InstanceRecord } from '../queues/postgres-instances.js';
 import { PostgresQueue } from '../queues/postgres-queue.js';
 import type { Queue } from '../queues/queue.js';
+import type { HistorySource, ResultHistory } from '../results/result-history.js';
 import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
 import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
 import type { QueueConfig } from './config.js';
@@ -27,6 +29,8 @@ export interface DaemonQueue {
   peers(): readonly InstanceRecord[];
   /** Makes the queue's config checks those of a reloaded config. */
   applyConfigChecks(current: readonly CheckSpec[], next: readonly CheckSpec[]): Promise<{ added: number; removed: number; changed: number; unchanged: number }>;
+  /** Where the API reads the recent past: this instance's memory, or the shared database. */
+  history(memory: ResultHistory): HistorySource;
   /** After the server stopped: saves the state (memory) or releases the database. */
   close(): Promise<void>;
 }
@@ -71,6 +75,7 @@ async function openMemoryQueue(options: OpenQueueOptions): Promise<DaemonQueue> 
     restored,
     epoch: options.identity.epoch,
     peers: () => [],
+    history: (memory) => memory,
     applyConfigChecks(current, next) {
       const diff = diffChecks(current, next);
       // Checks may have been changed through the API meanwhile: the file wins for the ids it names.
@@ -127,6 +132,7 @@ async function openPostgresQueue(options: OpenQueueOptions, config: Extract<Queu
       restored: 0,
       epoch: instances.epoch ?? identity.epoch,
       peers: () => instances.lastPeers,
+      history: (memory) => new PostgresHistory({ pool: database, schema: config.schema, fallback: memory }),
       async applyConfigChecks(_current, next) {
         const result = await queue.syncConfigChecks(next.map((spec) => ({ spec })));
         return { added: result.added, removed: result.removed, changed: result.updated, unchanged: next.length - result.added - result.updated };

@@ -141,7 +141,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         await registerApiRoutes(app, {
           server,
           checks: pool,
-          history,
+          history: opened.history(history),
           parseCheck,
           apiToken: settings.apiToken,
           protectReads: settings.protectReads,

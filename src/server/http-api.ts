@@ -5,7 +5,7 @@ import type { Check, CheckSpec } from '../checks/check.js';
 import type { ParseResult } from '../commands/command.js';
 import type { CheckRegistry } from '../queues/check-registry.js';
 import type { Incident } from '../results/incident.js';
-import type { ResultHistory } from '../results/result-history.js';
+import type { HistorySource } from '../results/result-history.js';
 import type { Result } from '../results/result.js';
 import { bearerTokenChecker } from './api-auth.js';
 import {
@@ -31,8 +31,8 @@ export interface ApiDeps {
   readonly server: Server;
   /** The checks the API lists, creates, replaces and removes (the server's queue). */
   readonly checks: CheckRegistry;
-  /** Recent results per check and resolved incidents; the caller fills it from the server's events. */
-  readonly history: ResultHistory;
+  /** Recent results per check and resolved incidents: in memory, or from the shared database. */
+  readonly history: HistorySource;
   /** Validates one check entry like the config file does; issue paths relative to the entry. */
   parseCheck(raw: unknown): ParseResult<CheckSpec>;
   /** Bearer token mutations need (`server.apiToken`); null refuses every mutation (403). */
@@ -242,11 +242,11 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
         },
       },
     },
-    (request) => {
+    async (request) => {
       const { id } = request.params;
       known(id);
       const { limit } = request.query;
-      const results = limit === undefined ? history.results(id) : history.results(id, limit);
+      const results = await (limit === undefined ? history.results(id) : history.results(id, limit));
       return { checkId: id, results: results.map(resultView) };
     },
   );
@@ -263,11 +263,11 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
         response: { 200: list('incidents', 'Incident#'), ...errorResponses(400, ...read.errors) },
       },
     },
-    (request) => {
+    async (request) => {
       const { state } = request.query;
       const incidents: Incident[] = [];
       if (state !== 'resolved') incidents.push(...openIncidents(checks));
-      if (state !== 'open') incidents.push(...history.resolvedIncidents());
+      if (state !== 'open') incidents.push(...(await history.resolvedIncidents()));
       return { incidents: incidents.map(incidentView) };
     },
   );
@@ -288,7 +288,7 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
       const { id } = request.params;
       const check = openIncidentCheck(checks, id);
       if (!check) {
-        if (history.resolvedIncidents().some((incident) => incident.id === id)) {
+        if ((await history.resolvedIncidents()).some((incident) => incident.id === id)) {
           throw new ApiError(409, `incident ${JSON.stringify(id)} is resolved; only open incidents can be acknowledged`);
         }
         throw new ApiError(404, `incident ${JSON.stringify(id)} does not exist or is no longer kept`);
