@@ -182,7 +182,7 @@ describe('vigil once: heartbeat-file', () => {
     const result = await once('worker', 'heartbeat-file', { file, warnAfter: '30s', critAfter: '1m' });
     expectLine(
       result,
-      `worker CRIT heart-attack: heartbeat ${escape(file)} is 3600 s old \\(pid 4242, beat 7\\), at or above the critical threshold of 60 s \\| age=36\\d\\d(?:\\.\\d+)?s;30;60 beat=7c`,
+      `worker CRIT heart-attack: heartbeat ${escape(file)} is 36\\d\\d s old \\(pid 4242, beat 7\\), at or above the critical threshold of 60 s \\| age=36\\d\\d(?:\\.\\d+)?s;30;60 beat=7c`,
       2,
     );
   });
