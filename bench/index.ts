@@ -9,9 +9,11 @@ import type { Benchmark, Ratio } from './benchmark.js';
 import { formatRatio, formatTable, progress } from './measure.js';
 import { schedulerBenchmark } from './scheduler.js';
 import { tcpBenchmark } from './tcp.js';
+import { httpBenchmark } from './http.js';
+import { heartbeatFileBenchmark } from './heartbeat-file.js';
 
 /** In the order they run. A new benchmark is one file exporting a `Benchmark`, added here. */
-const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark];
+const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark];
 
 interface Arguments {
   readonly quick: boolean;
