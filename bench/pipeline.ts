@@ -7,6 +7,7 @@ import { logHandlerType } from '../src/handlers/log-handler.js';
 import { prometheusHandlerType } from '../src/handlers/prometheus-handler.js';
 import { TrackedMemoryPool } from '../src/queues/tracked-memory-pool.js';
 import { Server } from '../src/server/server.js';
+import { fmt, markUsage, usageSince, type Usage } from './measure.js';
 
 /**
  * vigil's whole pipeline in this process, built as `startDaemon` builds it minus the config file, the
@@ -89,4 +90,48 @@ export function benchSpec(id: string, command: string, attributes: unknown, timi
     metadata: NO_METADATA,
     suppressed: false,
   });
+}
+
+/** What a saturated round measured: runs after the warm-up, the non-ok ones, and the CPU they took. */
+export interface SaturatedMeasure {
+  readonly runs: number;
+  readonly errors: number;
+  readonly usage: Usage;
+}
+
+/**
+ * Keeps one-shot checks of a pipeline busy, like a bare loop's workers: each is made due again as it
+ * finishes. The first `checks` runs (one each) warm up; the next `runs` are measured, with the CPU of
+ * this process and of `targetPid`. Gives up after `limitMs`, naming the round.
+ */
+export async function measureSaturated(pipeline: Pipeline, targetPid: number, checks: number, runs: number, label: string, limitMs: number): Promise<SaturatedMeasure> {
+  const { server, pool } = pipeline;
+  let finished = 0;
+  let errors = 0;
+  let mark = markUsage(targetPid);
+  // Read at the moment the last measured run finishes (or the time limit strikes), not a tick later.
+  const outcome: { usage?: Usage; runs: number } = { runs: 0 };
+  let end!: () => void;
+  const over = new Promise<void>((resolve) => (end = resolve));
+  const stopMeasuring = (): void => {
+    if (outcome.usage !== undefined) return;
+    outcome.usage = usageSince(mark);
+    outcome.runs = Math.max(0, finished - checks);
+    end();
+  };
+  server.on('check:finish', ({ check, result }) => {
+    if (outcome.usage !== undefined) return;
+    finished++;
+    if (finished === checks) mark = markUsage(targetPid);
+    else if (finished > checks && result.state !== 'ok') errors++;
+    if (finished >= checks + runs) stopMeasuring();
+    else pool.reschedule(check.id, Date.now());
+  });
+  const timer = setTimeout(stopMeasuring, limitMs);
+  await over;
+  clearTimeout(timer);
+  if (outcome.runs === 0 || outcome.usage === undefined) {
+    throw new Error(`the round "${label}" did not finish its ${fmt(checks)} warm-up runs within ${limitMs} ms (${fmt(finished)} finished)`);
+  }
+  return { runs: outcome.runs, errors, usage: outcome.usage };
 }

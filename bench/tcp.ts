@@ -5,7 +5,7 @@ import type { AnyCommand } from '../src/commands/command.js';
 import { tcpCommand } from '../src/commands/tcp.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { fmt, markUsage, NA, progress, rssMB, Samples, usageSince, type Summary, type Usage } from './measure.js';
-import { benchSpec, parseAttributes, startPipeline } from './pipeline.js';
+import { benchSpec, measureSaturated, parseAttributes, startPipeline } from './pipeline.js';
 import { startTargetProcess, type TargetProcess } from './processes.js';
 
 const HOST = '127.0.0.1';
@@ -188,36 +188,9 @@ async function vigilSaturatedRound(target: TargetProcess, checks: number, runs: 
   const tcp = tcpCommand();
   const specs = tcpSpecs(tcp, target, checks, { intervalMs: null, timeoutMs: 5_000 });
   const pipeline = startPipeline({ commands: [tcp], specs, concurrency: CONCURRENCY });
-  const { server, pool } = pipeline;
   try {
-    let finished = 0;
-    let errors = 0;
-    let mark = markUsage(target.pid);
-    // Read at the moment the last measured run finishes (or the time limit strikes), not a tick later.
-    const outcome: { usage?: Usage; runs: number } = { runs: 0 };
-    let end!: () => void;
-    const over = new Promise<void>((resolve) => (end = resolve));
-    const stopMeasuring = (): void => {
-      if (outcome.usage !== undefined) return;
-      outcome.usage = usageSince(mark);
-      outcome.runs = Math.max(0, finished - checks);
-      end();
-    };
-    server.on('check:finish', ({ check, result }) => {
-      if (outcome.usage !== undefined) return;
-      finished++;
-      if (finished === checks) mark = markUsage(target.pid);
-      else if (finished > checks && result.state !== 'ok') errors++;
-      if (finished >= checks + runs) stopMeasuring();
-      else pool.reschedule(check.id, Date.now());
-    });
-    const timer = setTimeout(stopMeasuring, ROUND_LIMIT_MS);
-    await over;
-    clearTimeout(timer);
-    if (outcome.runs === 0 || outcome.usage === undefined) {
-      throw new Error(`the tcp round "${label}" did not finish its ${fmt(checks)} warm-up runs within ${ROUND_LIMIT_MS} ms (${fmt(finished)} finished)`);
-    }
-    return { label, runs: outcome.runs, errors, usage: outcome.usage, lag: null, rssMB: rssMB() };
+    const measured = await measureSaturated(pipeline, target.pid, checks, runs, `tcp ${label}`, ROUND_LIMIT_MS);
+    return { label, ...measured, lag: null, rssMB: rssMB() };
   } finally {
     await pipeline.stop();
   }
