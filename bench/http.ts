@@ -5,7 +5,7 @@ import { httpCommand } from '../src/commands/http.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { fmt, markUsage, progress, rssMB, usageSince, type Usage } from './measure.js';
 import { benchSpec, measureSaturated, parseAttributes, startPipeline } from './pipeline.js';
-import { startTargetProcess, type TargetProcess } from './processes.js';
+import { multiPortTargetScript, startTargetProcess, type TargetProcess } from './processes.js';
 
 const HOST = '127.0.0.1';
 /** GETs in flight at once, for the bare loops and for vigil (`server.concurrency`). */
@@ -18,25 +18,21 @@ const CONCURRENCY = 64;
  * In its own process, so the client's CPU is the client's.
  */
 function targetScript(count: number): string {
-  return `
-const http = require('node:http');
+  return multiPortTargetScript(
+    HOST,
+    count,
+    `const http = require('node:http');
 const onRequest = (req, res) => {
   req.resume();
   res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2', connection: 'close' });
   res.end('ok');
 };
-const ports = [];
-let listening = 0;
-for (let i = 0; i < ${count}; i++) {
+const createServer = () => {
   const server = http.createServer({ keepAlive: false }, onRequest);
   server.on('clientError', (error, socket) => socket.destroy());
-  server.on('error', (error) => { console.error(error); process.exit(1); });
-  server.listen({ host: '${HOST}', port: 0, backlog: 4096 }, () => {
-    ports[i] = server.address().port;
-    if (++listening === ${count}) process.stdout.write(ports.join(' ') + '\\n');
-  });
-}
-`;
+  return server;
+};`,
+  );
 }
 
 interface Sizes {

@@ -115,3 +115,24 @@ export function reportToParent(value: unknown): Promise<void> {
     });
   });
 }
+
+/**
+ * The source of a target process listening on `count` ports of `host` (one per target: safe mode never
+ * runs two checks of one target at once), printing them on one line when all listen. `setup` declares
+ * `createServer()`, which makes one server; its errors stop the process.
+ */
+export function multiPortTargetScript(host: string, count: number, setup: string): string {
+  return `
+${setup}
+const ports = [];
+let listening = 0;
+for (let i = 0; i < ${count}; i++) {
+  const server = createServer();
+  server.on('error', (error) => { console.error(error); process.exit(1); });
+  server.listen({ host: '${host}', port: 0, backlog: 4096 }, () => {
+    ports[i] = server.address().port;
+    if (++listening === ${count}) process.stdout.write(ports.join(' ') + '\\n');
+  });
+}
+`;
+}

@@ -6,7 +6,7 @@ import { tcpCommand } from '../src/commands/tcp.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { fmt, markUsage, NA, progress, rssMB, Samples, usageSince, type Summary, type Usage } from './measure.js';
 import { benchSpec, measureSaturated, parseAttributes, startPipeline } from './pipeline.js';
-import { startTargetProcess, type TargetProcess } from './processes.js';
+import { multiPortTargetScript, startTargetProcess, type TargetProcess } from './processes.js';
 
 const HOST = '127.0.0.1';
 /** Connects in flight at once, for the bare loop and for vigil (`server.concurrency`). */
@@ -18,20 +18,13 @@ const CONCURRENCY = 64;
  * the client's CPU is the client's.
  */
 function targetScript(count: number): string {
-  return `
-const net = require('node:net');
+  return multiPortTargetScript(
+    HOST,
+    count,
+    `const net = require('node:net');
 const onConnection = (socket) => { socket.on('error', () => {}); socket.destroy(); };
-const ports = [];
-let listening = 0;
-for (let i = 0; i < ${count}; i++) {
-  const server = net.createServer(onConnection);
-  server.on('error', (error) => { console.error(error); process.exit(1); });
-  server.listen({ host: '${HOST}', port: 0, backlog: 4096 }, () => {
-    ports[i] = server.address().port;
-    if (++listening === ${count}) process.stdout.write(ports.join(' ') + '\\n');
-  });
-}
-`;
+const createServer = () => net.createServer(onConnection);`,
+  );
 }
 
 interface Sizes {
