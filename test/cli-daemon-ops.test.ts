@@ -1,10 +1,10 @@
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile, rename } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI, DaemonProcess, runCli } from './helpers/cli.js';
+import { freePort } from './helpers/processes.js';
 
 let dir: string;
 const daemons: DaemonProcess[] = [];
@@ -16,14 +16,6 @@ afterEach(async () => {
   for (const daemon of daemons.splice(0)) daemon.kill();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function writeConfig(server: string): Promise<string> {
   const file = join(dir, 'vigil.yaml');

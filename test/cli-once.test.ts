@@ -8,6 +8,7 @@ import { stableHash } from '../src/checks/schedule.js';
 import type { Health } from '../src/server/http-endpoint.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { TestDnsServer } from './helpers/dns-server.js';
+import { freePort as closedPort } from './helpers/processes.js';
 
 /**
  * `vigil once ID` for every built-in command, through the built CLI as an operator or Nagios runs it:
@@ -68,15 +69,6 @@ async function tcpServer(banner: string): Promise<number> {
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
   return (server.address() as AddressInfo).port;
-}
-
-/** A port nothing listens on (bound, read, closed). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** An HTTP server on 127.0.0.1 answering with `listener`; resolves its base URL. */

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../src/queues/postgres-migrations.js';
 import { DaemonProcess, runCli } from './helpers/cli.js';
 import { testDatabase } from './helpers/postgres.js';
+import { freePort as closedPort } from './helpers/processes.js';
 
 let dir: string;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -34,15 +35,6 @@ async function tcpServer(banner: string | null, onConnection?: (socket: Socket) 
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
   return (server.address() as AddressInfo).port;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function writeConfig(body: string, name = 'vigil.yaml'): Promise<string> {

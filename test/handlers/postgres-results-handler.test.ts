@@ -18,6 +18,7 @@ import type { Result, State } from '../../src/results/result.js';
 import { checkSpec } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { freePort as closedPort } from '../helpers/processes.js';
 
 const logger = silentLogger();
 const DAY = 86_400_000;
@@ -79,16 +80,6 @@ async function count(where = 'true'): Promise<number> {
 /** Statements that inserted the rows: each batch is one autocommitted INSERT, so its rows share one xmin. */
 async function insertStatements(): Promise<number> {
   return (await db.pool.query<{ n: number }>(`SELECT count(DISTINCT xmin::text)::int AS n FROM ${table}`)).rows[0]?.n ?? -1;
-}
-
-/** A port on 127.0.0.1 where nothing listens (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 /** Listens on 127.0.0.1:`port` (0: any) with `onConnection`; closed by `afterEach`. */

@@ -1,11 +1,10 @@
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startHeartbeat, type DatabaseHeartbeat } from '../../src/heartbeats/database-heartbeat.js';
 import { migrate } from '../../src/queues/postgres-migrations.js';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { freePort } from '../helpers/processes.js';
 
 let db: TestDatabase;
 let table: string;
@@ -43,11 +42,7 @@ async function row(id: string): Promise<Row | undefined> {
 }
 
 async function closedPortUrl(): Promise<string> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
+  const port = await freePort();
   const url = new URL(db.url);
   url.hostname = '127.0.0.1';
   url.port = String(port);

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -11,6 +11,7 @@ import type { Result, State } from '../../src/results/result.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
 import { clientId, connectRedis, deleteKeys, REDIS_URL, uniquePrefix } from './redis-helpers.js';
+import { freePort as closedPort } from '../helpers/processes.js';
 
 const logger = silentLogger();
 const WAIT = { timeout: 15_000, interval: 20 };
@@ -87,16 +88,6 @@ function runner(specOverrides: Partial<CheckSpec> = {}) {
 async function metric(registry: Registry, name: string, handler: string): Promise<number> {
   const data = await registry.getSingleMetric(name)?.get();
   return data?.values.find((value) => value.labels.handler === handler)?.value ?? Number.NaN;
-}
-
-/** A port on 127.0.0.1 where nothing listens (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 /** Forwards every connection on 127.0.0.1:`port` to the suite's Redis: Redis "comes back" there. */
