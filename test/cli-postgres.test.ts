@@ -42,7 +42,7 @@ describe('vigil with a PostgreSQL queue', () => {
     const file = await config('a', '  []', false);
     const first = await runCli(['migrate', '-c', file]);
     expect(first.stderr).toBe('');
-    expect(first.stdout).toMatch(new RegExp(`^applied to schema ${database.schema}: 0001_initial, 0002_heartbeats\\n$`));
+    expect(first.stdout).toMatch(new RegExp(`^applied to schema ${database.schema}: 0001_initial, 0002_heartbeats, 0003_queue_hot_path\\n$`));
     expect(first.code).toBe(0);
     const again = await runCli(['migrate', '-c', file]);
     expect(again.stdout).toBe(`schema ${database.schema} is up to date\n`);

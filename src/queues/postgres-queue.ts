@@ -5,9 +5,12 @@ import type { Logger } from 'pino';
 import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
 import { firstDueAt } from '../checks/schedule.js';
 import type { ParseResult } from '../commands/command.js';
-import type { Incident } from '../results/incident.js';
 import type { CheckRegistry, CheckStatus } from './check-registry.js';
+import { decodeSpec, decodeState, encodeSpec, plain, toJson } from './postgres-codec.js';
+import { CompletionDroppedError, isTransient, LeaseLostError } from './postgres-errors.js';
 import { DEFAULT_SCHEMA } from './postgres-migrations.js';
+import { findHolders, incidentChanges, writeCompletions } from './postgres-completions.js';
+import { incidentResolve, incidentUpsert, queueStatements, type ClaimedRow, type CompletionRow, type HolderRow, type QueueStatements, type WrittenRow } from './postgres-statements.js';
 import type { Queue, QueueEvent } from './queue.js';
 
 /**
@@ -27,31 +30,8 @@ import type { Queue, QueueEvent } from './queue.js';
 export const CheckSources = ['config', 'api', 'runtime'] as const;
 export type CheckSource = (typeof CheckSources)[number];
 
-/**
- * A completion refused because the check's lease is no longer this instance's (it expired and another
- * instance claimed the check, or the row changed hands otherwise). The server must not run the outcome's
- * `process` hooks: the other instance's run is the one that counts.
- */
-export class LeaseLostError extends Error {
-  override readonly name = 'LeaseLostError';
-  constructor(
-    readonly checkId: string,
-    detail: string,
-  ) {
-    super(`lease of check "${checkId}" was lost before its run completed: ${detail}; the result is discarded`);
-  }
-}
-
-/** A completion given up: the buffer of completions waiting for the database was full, or the queue closed. */
-export class CompletionDroppedError extends Error {
-  override readonly name = 'CompletionDroppedError';
-  constructor(
-    readonly checkId: string,
-    reason: string,
-  ) {
-    super(`completion of check "${checkId}" was dropped: ${reason}`);
-  }
-}
+export { decodeSpec, encodeSpec } from './postgres-codec.js';
+export { CompletionDroppedError, isTransient, LeaseLostError } from './postgres-errors.js';
 
 export interface PostgresQueueOptions {
   /** The pool the queue queries through; the caller owns it (the queue never ends it). One connection is held for LISTEN. */
@@ -119,6 +99,10 @@ export interface PostgresQueueStats {
   readonly unrunnable: number;
   /** False while the database is unreachable. */
   readonly healthy: boolean;
+  /** Claim statements sent (each claims a batch). */
+  readonly claimQueries: number;
+  /** Completion batches written (each one transaction). */
+  readonly completionBatches: number;
 }
 
 /** The NOTIFY channel of a schema: short and free of quoting trouble whatever the schema is called. */
@@ -155,6 +139,8 @@ interface Entry {
 }
 
 interface PendingCompletion {
+  /** Resolved or rejected: never written again. */
+  settled: boolean;
   readonly entry: Entry;
   readonly id: string;
   readonly version: number;
@@ -214,6 +200,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
   readonly #maxBuffered: number;
   readonly #now: () => number;
   readonly #channel: string;
+  readonly #statements: QueueStatements;
 
   readonly #entries = new Map<string, Entry>();
   /** Ids of stored checks this instance cannot run, with the spec_rev that failed, so it is not read again. */
@@ -251,6 +238,8 @@ export class PostgresQueue implements Queue, CheckRegistry {
   #retryAt = 0;
 
   #dropped = 0;
+  #claimQueries = 0;
+  #completionBatches = 0;
   #leasesLost = 0;
   #writeErrors = 0;
 
@@ -276,6 +265,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
     this.#maxBuffered = positive('maxBufferedCompletions', options.maxBufferedCompletions, 10_000);
     this.#now = options.now ?? Date.now;
     this.#channel = notifyChannel(this.#schema);
+    this.#statements = queueStatements(this.#schema);
   }
 
   /** This instance's id, the lease owner of what it claims. */
@@ -304,6 +294,8 @@ export class PostgresQueue implements Queue, CheckRegistry {
       writeErrors: this.#writeErrors,
       unrunnable: this.#unrunnable.size,
       healthy: this.#healthy,
+      claimQueries: this.#claimQueries,
+      completionBatches: this.#completionBatches,
     };
   }
 
@@ -537,28 +529,25 @@ export class PostgresQueue implements Queue, CheckRegistry {
     if (!this.#healthy && this.#now() < this.#retryAt) return [];
     // Nothing is due before the earliest time the database gave: no need to ask it again.
     if (this.#nextKnown && this.#now() < this.#nextUntil && (this.#nextAt === null || now < this.#nextAt)) return [];
-    let rows: CheckRow[];
+    let rows: ClaimedRow[];
+    this.#claimQueries++;
     try {
-      ({ rows } = await this.#pool.query<CheckRow>(
-        `UPDATE ${this.#checks} AS c
-         SET lease_owner = $1, lease_until = now() + (c.timeout_ms * $4::float8 + $5::float8) * interval '1 millisecond', version = c.version + 1
-         WHERE c.id IN (
-           SELECT id FROM ${this.#checks}
-           WHERE next_due_at <= to_timestamp($2::float8 / 1000) AND ${LEASE_FREE} AND NOT (id = ANY($6::text[]))
-           ORDER BY next_due_at
-           LIMIT $3
-           FOR UPDATE SKIP LOCKED)
-         RETURNING c.id, c.spec_rev::float8 AS spec_rev, c.version::float8 AS version, c.state,
-           (extract(epoch FROM c.next_due_at) * 1000)::float8 AS due, (extract(epoch FROM c.slot_at) * 1000)::float8 AS slot,
-           (extract(epoch FROM c.lease_until) * 1000)::float8 AS lease_until`,
-        [this.#me, now, limit, this.#leaseFactor, this.#leaseMarginMs, this.#excluded()],
-      ));
+      ({ rows } = await this.#pool.query<ClaimedRow>({
+        ...this.#statements.claim,
+        values: [this.#me, now, limit, this.#leaseFactor, this.#leaseMarginMs, this.#excluded()],
+      }));
     } catch (error) {
       if (this.#failed(error, 'claim')) return [];
       throw error;
     }
     this.#recovered();
-    this.#nextKnown = false;
+    if (rows.length < limit) this.#nextKnown = false;
+    else {
+      // A full batch: more is likely due. Say so without asking the database again; the next claim finds out.
+      this.#nextKnown = true;
+      this.#nextAt = now;
+      this.#nextUntil = this.#now() + this.#pollIntervalMs;
+    }
     if (rows.length === 0) return [];
     // Checks this mirror does not know yet, or knows with an older spec: read them whole first.
     const unknown = rows.filter((row) => this.#entries.get(row.id)?.specRev !== row.spec_rev).map((row) => row.id);
@@ -631,11 +620,12 @@ export class PostgresQueue implements Queue, CheckRegistry {
     if (due !== null) check.dueAt = due;
     entry.completing = true;
     return new Promise<void>((resolve, reject) => {
-      this.#buffer.push({ entry, id, version: entry.claimedVersion, state: check.state, previous: entry.persisted, due, slot: check.slotAt, resolve, reject });
+      this.#buffer.push({ settled: false, entry, id, version: entry.claimedVersion, state: check.state, previous: entry.persisted, due, slot: check.slotAt, resolve, reject });
       while (this.#buffer.length > this.#maxBuffered) {
         const oldest = this.#buffer.shift() as PendingCompletion;
         this.#dropped++;
         this.#abandonClaim(oldest.entry);
+        oldest.settled = true;
         oldest.reject(new CompletionDroppedError(oldest.id, `more than ${this.#maxBuffered} completions were waiting for the database`));
       }
       this.#scheduleFlush();
@@ -649,14 +639,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
     if (!this.#nextKnown || now >= this.#nextUntil) {
       let next: number | null;
       try {
-        const { rows } = await this.#pool.query<{ next: number | null }>(
-          `SELECT (extract(epoch FROM least(
-             (SELECT min(next_due_at) FROM ${this.#checks} WHERE lease_owner IS NULL AND NOT (id = ANY($1::text[]))),
-             (SELECT min(greatest(next_due_at, lease_until)) FROM ${this.#checks}
-               WHERE lease_owner IS NOT NULL AND next_due_at IS NOT NULL AND NOT (id = ANY($1::text[])))
-           )) * 1000)::float8 AS next`,
-          [this.#excluded()],
-        );
+        const { rows } = await this.#pool.query<{ next: number | null }>({ ...this.#statements.nextDue, values: [this.#excluded()] });
         next = rows[0]?.next ?? null;
       } catch (error) {
         if (this.#failed(error, 'next-due')) return this.#retryAt;
@@ -725,6 +708,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
     for (const pending of this.#buffer.splice(0)) {
       this.#dropped++;
       this.#abandonClaim(pending.entry);
+      pending.settled = true;
       pending.reject(new CompletionDroppedError(pending.id, 'the queue closed before it could be written'));
     }
     this.#pool.off('error', this.#onPoolError);
@@ -1107,33 +1091,30 @@ export class PostgresQueue implements Queue, CheckRegistry {
   #flush(): Promise<void> {
     this.#flushing ??= (async () => {
       let retryIn: number | null = null;
+      // What a failed write leaves to write again: the completions not settled yet.
+      const retry = (batch: readonly PendingCompletion[], error: unknown): void => {
+        this.#buffer.unshift(...batch.filter((pending) => !pending.settled));
+        this.#failed(error, 'complete');
+        retryIn = Math.max(this.#backoffMs, 100);
+      };
       try {
         while (this.#buffer.length > 0 && this.#phase !== 'closed') {
           const batch = this.#buffer.splice(0, this.#flushBatchSize);
           try {
-            await this.#writeCompletions(batch);
+            await this.#writeBatch(batch);
             this.#recovered();
           } catch (error) {
-            if (isTransient(error)) {
-              this.#buffer.unshift(...batch);
-              this.#failed(error, 'complete');
-              retryIn = Math.max(this.#backoffMs, 100);
-              return;
-            }
+            if (isTransient(error)) return retry(batch, error);
             // One bad row must not sink the others: write them one by one.
             this.#report(error, 'complete');
-            for (let i = 0; i < batch.length; i++) {
-              const pending = batch[i] as PendingCompletion;
+            for (const pending of batch) {
+              if (pending.settled) continue;
               try {
-                await this.#writeCompletions([pending]);
+                await this.#writeBatch([pending]);
               } catch (soloError) {
-                if (isTransient(soloError)) {
-                  this.#buffer.unshift(...batch.slice(i));
-                  this.#failed(soloError, 'complete');
-                  retryIn = Math.max(this.#backoffMs, 100);
-                  return;
-                }
+                if (isTransient(soloError)) return retry(batch, soloError);
                 this.#abandonClaim(pending.entry);
+                pending.settled = true;
                 pending.reject(soloError instanceof Error ? soloError : new Error(String(soloError)));
               }
             }
@@ -1156,123 +1137,74 @@ export class PostgresQueue implements Queue, CheckRegistry {
   }
 
   /**
-   * One transaction: the compare-and-set update of every row whose lease is still this instance's at
-   * the claimed version, the incident rows of those that succeeded, and a look at those that did not.
-   * Settles each completion after COMMIT.
+   * One statement writes every completion of the batch whose lease is still this instance's at the
+   * claimed version, with their incident rows; those are settled at once. The refused ones are settled
+   * by who holds their rows now. Rejects when the database fails; what was settled stays settled.
    */
-  async #writeCompletions(batch: PendingCompletion[]): Promise<void> {
+  async #writeBatch(batch: PendingCompletion[]): Promise<void> {
     batch.sort((a, b) => compare(a.id, b.id));
-    const rows = batch.map((p) => ({ id: p.id, version: p.version, state: p.state, due: p.due, slot: p.slot }));
-    const outcome = await this.#transaction(async (client) => {
-      // An acknowledgement another instance wrote while the check ran here is kept, not overwritten.
-      const updated = await client.query<{ id: string; version: number; updated: number; merged: boolean }>(
-        `UPDATE ${this.#checks} AS c
-         SET state = CASE WHEN ${KEEPS_ACK} THEN jsonb_set(v.state, '{incident,acknowledgedAt}', c.state->'incident'->'acknowledgedAt') ELSE v.state END,
-             next_due_at = to_timestamp(v.due / 1000), slot_at = to_timestamp(v.slot / 1000),
-             version = c.version + 1, lease_owner = NULL, lease_until = NULL, updated_at = now()
-         FROM jsonb_to_recordset($2::jsonb) AS v(id text, version bigint, state jsonb, due float8, slot float8)
-         WHERE c.id = v.id AND c.lease_owner = $1 AND c.version = v.version
-         RETURNING c.id, c.version::float8 AS version, (extract(epoch FROM c.updated_at) * 1000)::float8 AS updated, c.state <> v.state AS merged`,
-        [this.#me, toJson(rows)],
-      );
-      const written = new Map(updated.rows.map((row) => [row.id, row]));
-      const failed = batch.filter((p) => !written.has(p.id));
-      const holders = new Map<string, { lease_owner: string | null; version: number; same: boolean }>();
-      if (failed.length > 0) {
-        // Also recognises a completion whose COMMIT went through although the connection died before
-        // the answer came: the row then holds exactly its state, one version on.
-        const { rows: found } = await client.query<{ id: string; lease_owner: string | null; version: number; same: boolean }>(
-          `SELECT c.id, c.lease_owner, c.version::float8 AS version, (c.state = v.state AND c.version = v.version + 1 AND c.lease_owner IS NULL) AS same
-           FROM ${this.#checks} AS c JOIN jsonb_to_recordset($1::jsonb) AS v(id text, version bigint, state jsonb) ON c.id = v.id`,
-          [toJson(failed.map((p) => ({ id: p.id, version: p.version, state: p.state })))],
-        );
-        for (const row of found) holders.set(row.id, row);
-      }
-      const succeeded = batch.filter((p) => written.has(p.id));
-      if (succeeded.length > 0) await this.#writeIncidents(client, succeeded);
-      return { written, holders };
-    });
+    const rows = batch.map((p): CompletionRow => ({ id: p.id, version: p.version, state: p.state, due: p.due, slot: p.slot }));
+    this.#completionBatches++;
+    const written = await writeCompletions(this.#pool, this.#statements, this.#me, rows, incidentChanges(batch, this.#now()));
+    const refused: PendingCompletion[] = [];
     for (const pending of batch) {
-      const { entry, id } = pending;
-      const row = outcome.written.get(id);
-      const holder = outcome.holders.get(id);
-      if (row || holder?.same) {
-        entry.persisted = pending.state;
-        if (row) {
-          entry.version = row.version;
-          entry.updatedAt = row.updated;
-        }
-        entry.leaseOwner = entry.leaseUntil = null;
-        entry.done = pending.due === null;
-        this.#settleClaim(entry);
-        if (entry.removed && this.#entries.get(id) === entry) this.#entries.delete(id);
-        if (pending.due !== null) this.#lowerNext(pending.due, false);
-        if (row?.merged) this.#scheduleReload(id);
-        pending.resolve();
-      } else if (!holder) {
-        // Removed (here or elsewhere) while it ran: nothing to put back.
-        this.#settleClaim(entry);
-        if (this.#entries.get(id) === entry) {
-          this.#entries.delete(id);
-          if (!entry.removed) this.#emit({ type: 'removed', checkId: id });
-        }
-        pending.resolve();
-      } else {
-        this.#leasesLost++;
-        this.#abandonClaim(entry);
-        this.#scheduleReload(id);
-        const detail = holder.lease_owner === null
-          ? `the check was completed by another instance meanwhile (version ${holder.version}, claimed at ${pending.version})`
-          : `it is held by ${holder.lease_owner === this.#me ? 'a later claim of this instance' : `instance "${holder.lease_owner}"`} now (version ${holder.version}, claimed at ${pending.version})`;
-        this.#logger.warn({ checkId: id, holder: holder.lease_owner }, `lease of check "${id}" lost: its result is discarded`);
-        pending.reject(new LeaseLostError(id, detail));
-      }
+      const row = written.get(pending.id);
+      if (row) this.#settleWritten(pending, row);
+      else refused.push(pending);
     }
+    if (refused.length === 0) return;
+    const holders = await findHolders(this.#pool, this.#statements, refused.map((p): CompletionRow => ({ id: p.id, version: p.version, state: p.state, due: p.due, slot: p.slot })));
+    for (const pending of refused) this.#settleRefused(pending, holders.get(pending.id));
   }
 
-  /** Opens, updates and resolves incident rows for state changes (previous → state). */
-  async #writeIncidents(client: pg.PoolClient, changes: readonly { previous: CheckState; state: CheckState }[]): Promise<void> {
-    const upserts: Incident[] = [];
-    const resolves: { id: string; at: number }[] = [];
-    const now = this.#now();
-    for (const { previous, state } of changes) {
-      const before = previous.incident;
-      const after = state.incident;
-      if (after && after !== before) upserts.push(after);
-      if (before && before.id !== after?.id) {
-        resolves.push({ id: before.id, at: state.hardState === 'ok' && state.lastHardChangeAt !== null ? state.lastHardChangeAt : now });
+  /** The completion's row holds its state now (written by this try, or by an earlier one whose answer was lost). */
+  #settleWritten(pending: PendingCompletion, row: WrittenRow | null): void {
+    const { entry, id } = pending;
+    entry.persisted = pending.state;
+    if (row) {
+      entry.version = row.version;
+      entry.updatedAt = row.updated;
+    }
+    entry.leaseOwner = entry.leaseUntil = null;
+    entry.done = pending.due === null;
+    this.#settleClaim(entry);
+    if (entry.removed && this.#entries.get(id) === entry) this.#entries.delete(id);
+    if (pending.due !== null) this.#lowerNext(pending.due, false);
+    if (row?.merged) this.#scheduleReload(id);
+    pending.settled = true;
+    pending.resolve();
+  }
+
+  /** A completion the compare-and-set refused, by who holds its row now (`undefined`: the row is gone). */
+  #settleRefused(pending: PendingCompletion, holder: HolderRow | undefined): void {
+    const { entry, id } = pending;
+    if (holder?.same) return this.#settleWritten(pending, null);
+    pending.settled = true;
+    if (!holder) {
+      // Removed (here or elsewhere) while it ran: nothing to put back.
+      this.#settleClaim(entry);
+      if (this.#entries.get(id) === entry) {
+        this.#entries.delete(id);
+        if (!entry.removed) this.#emit({ type: 'removed', checkId: id });
       }
+      pending.resolve();
+      return;
     }
-    if (upserts.length > 0) {
-      upserts.sort((a, b) => compare(a.id, b.id));
-      await client.query(
-        `INSERT INTO ${this.#incidents} AS i (id, check_id, opened_at, updated_at, resolved_at, state, worst_state, reason, acknowledged_at, external_id, data)
-         SELECT d->>'id', d->>'checkId', to_timestamp((d->>'openedAt')::float8 / 1000), to_timestamp((d->>'updatedAt')::float8 / 1000),
-                to_timestamp((d->>'resolvedAt')::float8 / 1000), d->>'state', d->>'worstState', d->>'reason',
-                to_timestamp((d->>'acknowledgedAt')::float8 / 1000), d->>'externalId', d
-         FROM jsonb_array_elements($1::jsonb) AS d
-         ON CONFLICT (id) DO UPDATE SET updated_at = EXCLUDED.updated_at, state = EXCLUDED.state, worst_state = EXCLUDED.worst_state,
-           reason = EXCLUDED.reason,
-           -- Once acknowledged or given an external id, always: a state computed before that does not undo it.
-           acknowledged_at = coalesce(EXCLUDED.acknowledged_at, i.acknowledged_at), external_id = coalesce(EXCLUDED.external_id, i.external_id),
-           data = EXCLUDED.data
-             || CASE WHEN EXCLUDED.acknowledged_at IS NULL AND i.acknowledged_at IS NOT NULL THEN jsonb_build_object('acknowledgedAt', i.data->'acknowledgedAt') ELSE '{}'::jsonb END
-             || CASE WHEN EXCLUDED.external_id IS NULL AND i.external_id IS NOT NULL THEN jsonb_build_object('externalId', i.data->'externalId') ELSE '{}'::jsonb END
-         WHERE i.resolved_at IS NULL`,
-        [toJson(upserts)],
-      );
-    }
-    if (resolves.length > 0) {
-      resolves.sort((a, b) => compare(a.id, b.id));
-      await client.query(
-        `UPDATE ${this.#incidents} AS i
-         SET resolved_at = to_timestamp(r.at / 1000), updated_at = to_timestamp(r.at / 1000),
-             data = i.data || jsonb_build_object('resolvedAt', r.at, 'updatedAt', r.at)
-         FROM jsonb_to_recordset($1::jsonb) AS r(id text, at float8)
-         WHERE i.id = r.id AND i.resolved_at IS NULL`,
-        [toJson(resolves)],
-      );
-    }
+    this.#leasesLost++;
+    this.#abandonClaim(entry);
+    this.#scheduleReload(id);
+    const detail = holder.lease_owner === null
+      ? `the check was completed by another instance meanwhile (version ${holder.version}, claimed at ${pending.version})`
+      : `it is held by ${holder.lease_owner === this.#me ? 'a later claim of this instance' : `instance "${holder.lease_owner}"`} now (version ${holder.version}, claimed at ${pending.version})`;
+    this.#logger.warn({ checkId: id, holder: holder.lease_owner }, `lease of check "${id}" lost: its result is discarded`);
+    pending.reject(new LeaseLostError(id, detail));
+  }
+
+  /** Opens, updates and resolves incident rows for state changes (previous → state), in `client`'s transaction. */
+  async #writeIncidents(client: pg.PoolClient, changes: readonly { previous: CheckState; state: CheckState }[]): Promise<void> {
+    const { upserts, resolves } = incidentChanges(changes, this.#now());
+    if (upserts.length > 0) await client.query(incidentUpsert(this.#incidents, 'jsonb_array_elements($1::jsonb) AS d'), [toJson(upserts)]);
+    if (resolves.length > 0) await client.query(incidentResolve(this.#incidents, 'jsonb_to_recordset($1::jsonb) AS r(id text, at float8)'), [toJson(resolves)]);
   }
 
   async #listen(): Promise<void> {
@@ -1405,10 +1337,6 @@ export class PostgresQueue implements Queue, CheckRegistry {
   }
 }
 
-/** The row (c) holds an acknowledgement of the very incident the completion's state (v) has unacknowledged. */
-const KEEPS_ACK = `(c.state->'incident'->>'id') = (v.state->'incident'->>'id')
-  AND jsonb_typeof(v.state->'incident'->'acknowledgedAt') = 'null' AND jsonb_typeof(c.state->'incident'->'acknowledgedAt') = 'number'`;
-
 /** Is the lease free (never taken, or expired)? */
 const LEASE_FREE = '(lease_owner IS NULL OR lease_until < now())';
 /** A config sync moves a check to a new grid when its interval changed or it was a finished one-shot check and its lease is free. */
@@ -1416,147 +1344,6 @@ const REGRID = `((c.spec->'intervalMs') IS DISTINCT FROM (EXCLUDED.spec->'interv
 
 function timeoutOf(spec: CheckSpec): number {
   return Math.max(1, Math.ceil(spec.timeoutMs));
-}
-
-/**
- * Errors that mean the database is away or busy for now (connection lost, server shutting down,
- * too many connections, a deadlock or serialization failure): worth trying again. Errors with another
- * SQLSTATE (a bad statement, a constraint) are not.
- */
-export function isTransient(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-    return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '40001' || code === '40P01';
-  }
-  // Node's socket errors (ECONNREFUSED, ECONNRESET, …) and pg's own ("Connection terminated unexpectedly",
-  // "timeout exceeded when trying to connect", "Client has encountered a connection error and is not queryable").
-  if (typeof code === 'string' && code.startsWith('E')) return true;
-  return /connection|terminated|timeout exceeded|not queryable/i.test(error.message);
-}
-
-// ---- JSON forms ----
-
-const TAG = '$vigil';
-
-/**
- * A spec as JSON that keeps what commands' parsed attributes may hold: RegExps, Buffers and other
- * typed arrays, Dates, Maps, Sets, bigints, `undefined` and non-finite numbers are written as tagged
- * objects (`{ "$vigil": "regexp", … }`). A value it cannot represent (a class instance, a function) is
- * written as `{ "$vigil": "unsupported" }` and `lossless` is false: such a check must be stored with its
- * source entry, which is parsed again when the check is read back.
- */
-export function encodeSpec(spec: CheckSpec): { json: Record<string, unknown>; lossless: boolean; problem?: string } {
-  const problems: string[] = [];
-  const json = encodeValue(spec, '', problems) as Record<string, unknown>;
-  return problems.length === 0 ? { json, lossless: true } : { json, lossless: false, problem: problems.join(', ') };
-}
-
-/** The spec `encodeSpec` wrote. Throws when it holds an unsupported value (then the source entry must be parsed). */
-export function decodeSpec(json: unknown): CheckSpec {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`expected a stored spec object, got ${describe(json)}`);
-  const spec = decodeValue(json) as Partial<CheckSpec>;
-  if (typeof spec.id !== 'string' || typeof spec.command !== 'string' || typeof spec.timeoutMs !== 'number') {
-    throw new TypeError('expected a stored spec with id, command and timeoutMs');
-  }
-  return spec as CheckSpec;
-}
-
-function encodeValue(value: unknown, path: string, problems: string[]): unknown {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return value;
-    case 'number':
-      return Number.isFinite(value) ? value : { [TAG]: 'number', value: String(value) };
-    case 'bigint':
-      return { [TAG]: 'bigint', value: value.toString() };
-    case 'undefined':
-      return { [TAG]: 'undefined' };
-    case 'object': {
-      if (value === null) return null;
-      if (Array.isArray(value)) return value.map((item: unknown, i) => encodeValue(item, `${path}[${i}]`, problems));
-      if (value instanceof RegExp) return { [TAG]: 'regexp', source: value.source, flags: value.flags };
-      if (Buffer.isBuffer(value)) return { [TAG]: 'buffer', base64: value.toString('base64') };
-      if (value instanceof Uint8Array) return { [TAG]: 'bytes', base64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
-      if (value instanceof Date) return { [TAG]: 'date', value: Number.isNaN(value.getTime()) ? null : value.toISOString() };
-      if (value instanceof Map) return { [TAG]: 'map', entries: [...value].map(([k, v], i) => [encodeValue(k, `${path}<key ${i}>`, problems), encodeValue(v, `${path}<${i}>`, problems)]) };
-      if (value instanceof Set) return { [TAG]: 'set', values: [...value].map((v, i) => encodeValue(v, `${path}<${i}>`, problems)) };
-      const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto === Object.prototype || proto === null) {
-        const out = Object.fromEntries(Object.entries(value).map(([key, item]) => [key, encodeValue(item, path === '' ? key : `${path}.${key}`, problems)]));
-        return TAG in out ? { [TAG]: 'object', value: out } : out;
-      }
-      problems.push(`a ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'class instance'} at ${path || '(root)'}`);
-      return { [TAG]: 'unsupported' };
-    }
-    default:
-      problems.push(`a ${typeof value} at ${path || '(root)'}`);
-      return { [TAG]: 'unsupported' };
-  }
-}
-
-function decodeValue(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(decodeValue);
-  if (typeof value !== 'object' || value === null) return value;
-  const record = value as Record<string, unknown>;
-  const tag = record[TAG];
-  if (typeof tag === 'string') {
-    switch (tag) {
-      case 'number':
-        return Number(record.value);
-      case 'bigint':
-        return BigInt(String(record.value));
-      case 'undefined':
-        return undefined;
-      case 'regexp':
-        return new RegExp(String(record.source), String(record.flags));
-      case 'buffer':
-        return Buffer.from(String(record.base64), 'base64');
-      case 'bytes':
-        return new Uint8Array(Buffer.from(String(record.base64), 'base64'));
-      case 'date':
-        return new Date(typeof record.value === 'string' ? record.value : Number.NaN);
-      case 'map':
-        return new Map((record.entries as [unknown, unknown][]).map(([k, v]) => [decodeValue(k), decodeValue(v)]));
-      case 'set':
-        return new Set((record.values as unknown[]).map(decodeValue));
-      case 'object':
-        return decodeObject(record.value as Record<string, unknown>);
-      case 'unsupported':
-        throw new TypeError('the stored spec holds a value JSON cannot keep; its source entry must be parsed again');
-      default:
-        throw new TypeError(`the stored spec holds an unknown kind of value "${tag}" (written by a newer vigil?)`);
-    }
-  }
-  return decodeObject(record);
-}
-
-function decodeObject(record: Record<string, unknown>): Record<string, unknown> {
-  // fromEntries defines own properties, so a key like `__proto__` stays data.
-  return Object.fromEntries(Object.entries(record).map(([key, item]) => [key, decodeValue(item)]));
-}
-
-/** A state read from the table; a row that does not hold one (hand-edited) starts over. */
-function decodeState(value: unknown): CheckState {
-  if (typeof value === 'object' && value !== null && typeof (value as CheckState).hardState === 'string' && typeof (value as CheckState).stateType === 'string') {
-    return value as CheckState;
-  }
-  return initialCheckState;
-}
-
-/** The JSON form of a value as the table would give it back. */
-function plain(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value)) as unknown;
-}
-
-// PostgreSQL's jsonb refuses \u0000; an escaped backslash before "u0000" is text, not a NUL.
-const NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u0000/g;
-
-/** JSON text for a jsonb parameter: NaN and Infinity become null (as JSON.stringify does), NUL becomes U+FFFD. */
-function toJson(value: unknown): string {
-  const text = JSON.stringify(value) ?? 'null';
-  return text.includes('\\u0000') ? text.replace(NUL_ESCAPE, '$1\\ufffd') : text;
 }
 
 function compare(a: string, b: string): number {
@@ -1584,12 +1371,6 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new TypeError(`Expected \`${name}\` to be a number ≥ 0, got \`${String(value)}\` (${typeof value})`);
   return value;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value;
 }
 
 function errorMessage(error: unknown): string {
