@@ -7,6 +7,8 @@ import { heartbeatFileCommand } from './commands/heartbeat-file.js';
 import { heartbeatTableCommand } from './commands/heartbeat-table.js';
 import { peerCommand } from './commands/peer.js';
 import { pingCommand } from './commands/ping.js';
+import type { PingEngine } from './commands/ping-engine.js';
+import { defaultPingEngine } from './commands/ping-engine-choice.js';
 import { pushCommand } from './commands/push.js';
 import { rabbitmqConsumersCommand } from './commands/rabbitmq-consumers.js';
 import { tcpCommand } from './commands/tcp.js';
@@ -18,9 +20,14 @@ import { prometheusHandlerType } from './handlers/prometheus-handler.js';
 import { redisHandlerType } from './handlers/redis-handler.js';
 import { webhookHandlerType } from './handlers/webhook-handler.js';
 
+export interface BuiltinCommandsOptions {
+  /** The engine the `ping` command sends its packets with. Default `defaultPingEngine()` (fping when found). */
+  readonly pingEngine?: PingEngine;
+}
+
 /** The commands every vigil has; plugins add more. */
-export function builtinCommands(): AnyCommand[] {
-  return [tcpCommand(), httpCommand(), pingCommand(), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), heartbeatTableCommand(), dnsCommand(), pushCommand(), peerCommand(), rabbitmqConsumersCommand()];
+export function builtinCommands(options: BuiltinCommandsOptions = {}): AnyCommand[] {
+  return [tcpCommand(), httpCommand(), pingCommand(options.pingEngine ?? defaultPingEngine()), execCommand(), heartbeatFileCommand(), heartbeatDirCommand(), heartbeatTableCommand(), dnsCommand(), pushCommand(), peerCommand(), rabbitmqConsumersCommand()];
 }
 
 /** The handler types every vigil has; plugins add more. */

@@ -2,16 +2,22 @@ import { spawn } from 'node:child_process';
 
 /**
  * How the `ping` command sends its echo requests. The command only decides what the answer means;
- * an engine decides how packets go out: one `ping` process per run (`processPingEngine`), or later a
- * batched fping behind the same interface.
+ * an engine decides how packets go out: one `ping` process per run (`processPingEngine`), or runs
+ * batched into fping processes (`fpingPingEngine`); `defaultPingEngine` chooses between them.
  */
 export interface PingEngine {
   /** Short name for logs: `process`, `fping`, … */
   readonly name: string;
   /**
    * Sends `target.count` echo requests to `target.host` and reports what came back. A target that does
-   * not answer is a `reply` with `received: 0`, not a rejection. Rejects with `signal.reason` when the
-   * signal aborts (already-aborted included), and only once the packets have stopped going out.
+   * not answer is a `reply` with `received: 0`, not a rejection.
+   *
+   * Rejects with `signal.reason` when the signal aborts (already-aborted included). The packets stop per
+   * batch, the runs an engine sends together: once every run of a batch has rejected, the batch's
+   * packets have stopped going out. An engine with a process per run (`processPingEngine`) has batches
+   * of one, so each run rejects only once its own packets have stopped. A batching engine
+   * (`fpingPingEngine`) rejects an aborted run at once while the rest of its batch goes on, and stops
+   * the batch when its last run aborts; that run rejects once the packets have stopped.
    */
   ping(target: PingTarget, signal: AbortSignal): Promise<PingReply>;
 }
@@ -24,7 +30,10 @@ export interface PingTarget {
   readonly count: number;
   /** ICMP payload per request in bytes (at least 16, the room a round-trip time needs); 56 makes 64-byte ICMP packets. */
   readonly packetSize: number;
-  /** Milliseconds to wait for a reply that has not come when the last request is out; later replies count as lost. */
+  /**
+   * Milliseconds to wait for a reply that has not come when the last request is out; later replies count
+   * as lost. (fping waits this long for every request, so there a slower reply is lost for any request.)
+   */
   readonly packetTimeoutMs: number;
   /** IP version to ping over; `undefined` lets the system choose (for a name, the resolver's first address). */
   readonly ipVersion?: 4 | 6 | undefined;
@@ -141,8 +150,16 @@ function runPing(executable: string, env: NodeJS.ProcessEnv, target: PingTarget,
 
 const SUMMARY = /^(\d+) packets transmitted, (\d+) (?:packets )?received/m;
 const RTT = /^(?:rtt|round-trip) min\/avg\/max\/(?:mdev|stddev) = ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/m;
-/** getaddrinfo's messages (gai_strerror, C locale) for a name that has no address, and old iputils' own. */
-const DNS_FAILURE = /: (Name or service not known|No address associated with hostname|Temporary failure in name resolution|Non-recoverable failure in name resolution|Address family for hostname not supported)$|unknown host/m;
+/** getaddrinfo's messages (gai_strerror, C locale) for a name that has no address (of the family asked for). */
+export const RESOLVER_FAILURES: readonly string[] = [
+  'Name or service not known',
+  'No address associated with hostname',
+  'Temporary failure in name resolution',
+  'Non-recoverable failure in name resolution',
+  'Address family for hostname not supported',
+];
+/** A resolver failure at the end of a line of ping's stderr, or old iputils' own message. */
+const DNS_FAILURE = new RegExp(`: (${RESOLVER_FAILURES.join('|')})$|unknown host`, 'm');
 
 /**
  * Reads what iputils `ping -q` printed: the summary (`3 packets transmitted, 2 received, …` and

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { builtinCommands, builtinHandlerTypes } from '../builtins.js';
 import { heartbeatDirOf } from '../commands/heartbeat-dir.js';
+import { defaultPingEngine } from '../commands/ping-engine-choice.js';
 import { PUSH_COMMAND } from '../commands/push.js';
 import type { Handler } from '../handlers/handler.js';
 import type { CheckRegistry } from '../queues/check-registry.js';
@@ -66,7 +67,9 @@ export function stateFilePath(dataDir: string): string {
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { configFile, logger, env } = options;
-  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands(), handlerTypes: builtinHandlerTypes() });
+  // Chosen once: every config load (reloads too) builds its ping command on the same engine, and /healthz names it.
+  const pingEngine = defaultPingEngine({ logger });
+  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands({ pingEngine }), handlerTypes: builtinHandlerTypes() });
   let config = await load();
   const { server: settings } = config;
 
@@ -156,6 +159,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         version,
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
         checks: pool.list().length,
+        pingEngine: pingEngine.name,
         ...(config.queue.type === 'postgres' ? { peers: opened.peers().map(({ id, epoch, alive }) => ({ id, epoch, alive })) } : {}),
       }),
     });
