@@ -1,6 +1,8 @@
 import { Histogram, type Metric as PromMetric, type Registry } from 'prom-client';
 import type { Metric } from '../results/metric.js';
 import type { Result, State } from '../results/result.js';
+import { escapeLabelValue, labelValueText, sampleValueText } from '../server/exposition-text.js';
+import { SAMPLE_TEXT, type SampleTextMetric, type Scrape } from '../server/metrics-exposition.js';
 
 /*
  * The series of the `prometheus` handler: one plain record per check, updated in place by each run, and
@@ -15,6 +17,16 @@ import type { Result, State } from '../results/result.js';
  * is formatted each time: caching it per check (and `{ check, command, state }` per check and state)
  * saved no measurable scrape time (the registry's own ~1 µs per sample dominates) but kept a string and a
  * weak entry per object for good.
+ *
+ * `/metrics` does not go through that path: each metric also writes its sample lines itself
+ * (`SampleTextMetric`, see server/metrics-exposition.ts), a few hundred at a time, from a snapshot of the
+ * records taken once per scrape (so that a check added, removed or re-added during a scrape shows at most
+ * once in every family). A line there is the family's name, the check id's escaped text (kept per record:
+ * the id itself, no new string, unless it holds `\`, `"` or a line feed), the text of the other labels
+ * (made once per command and per Result Metric name, and again only when the registry's default labels
+ * change) and the value. Values are formatted on every scrape: all of them take ~10 % of a scrape's CPU,
+ * less than keeping the text of the float ones (~12 MB at 100,000 checks) would be worth.
+ * `registry.metrics()` still works, and writes the same text.
  */
 
 /** The handler's metrics, in the order they are registered, and exposed. */
@@ -74,9 +86,37 @@ interface MetricLabels {
   readonly metric: string;
 }
 
+/**
+ * The text after the check id in a sample line (`"` + default labels + shared labels + `} `), made once
+ * per scrape's default labels: concurrent scrapes of one registry have the same.
+ */
+interface LineTail {
+  defaults: string | null;
+  text: string;
+}
+
+/** What every check of a command shares: the labels of its runs, their text, its duration histogram child. */
+interface CommandSeries {
+  /** The labels of `vigil_check_runs_total` besides `check`, in `States` order. */
+  readonly runLabels: readonly [RunLabels, RunLabels, RunLabels, RunLabels];
+  /** `,command="…",state="…"` of each of `runLabels`. */
+  readonly runText: readonly [string, string, string, string];
+  readonly runTails: readonly [LineTail, LineTail, LineTail, LineTail];
+  readonly duration: Histogram.Internal<string>;
+}
+
+/** A Result Metric name, shared by every check reporting it. */
+interface MetricName {
+  readonly name: string;
+  readonly labels: MetricLabels;
+  /** `,metric="…"` */
+  readonly text: string;
+  readonly tail: LineTail;
+}
+
 /** One Result Metric of a check. */
 interface ResultSeries {
-  readonly labels: MetricLabels;
+  readonly metric: MetricName;
   readonly counter: boolean;
   /** What is exposed: a gauge's last value; a counter's count since its series started. */
   value: number;
@@ -87,9 +127,11 @@ interface ResultSeries {
 /** What the runs of one check left. */
 interface CheckRecord {
   readonly labels: CheckLabels;
+  /** The check id as a label value in the text exposition, escaped (the id itself, nearly always). */
+  readonly checkText: string;
   command: string;
-  /** The labels of the check's `vigil_check_runs_total` series besides `check`, in `States` order. */
-  runLabels: readonly [RunLabels, RunLabels, RunLabels, RunLabels];
+  /** The series of the command, shared with its other checks. */
+  commandSeries: CommandSeries;
   /** The command's child of the duration histogram. */
   duration: Histogram.Internal<string>;
   /** 1 while the last run was ok or warn, else 0. */
@@ -128,8 +170,8 @@ interface MetricData<V> {
   readonly aggregator: 'sum';
 }
 
-/** A metric over the records, as a prom-client Registry uses one. */
-interface RecordMetric {
+/** A metric over the records, as a prom-client Registry uses one, and as `/metrics` writes it. */
+interface RecordMetric extends SampleTextMetric {
   /** Not readonly: an OpenMetrics registry renames counters in place, as it does prom-client's own. */
   name: string;
   readonly help: string;
@@ -172,11 +214,20 @@ function seriesSetOn(registry: Registry): SeriesSet | undefined {
   return undefined;
 }
 
+/** Sample lines per piece a metric hands the exposition writer: tens of µs of work. */
+const LINES_PER_PIECE = 512;
+
+/** The label names of the families' samples (own and shared), to leave out of the default labels. */
+const CHECK_LABEL: readonly string[] = ['check'];
+const RUN_LABELS: readonly string[] = ['check', 'command', 'state'];
+const METRIC_LABELS: readonly string[] = ['check', 'metric'];
+
 function createSeriesSet(): SeriesSet {
   const records = new Map<string, CheckRecord>();
-  const runLabelsByCommand = new Map<string, CheckRecord['runLabels']>();
-  const metricLabelsByName = new Map<string, MetricLabels>();
-  const durationByCommand = new Map<string, Histogram.Internal<string>>();
+  const commands = new Map<string, CommandSeries>();
+  const metricNames = new Map<string, MetricName>();
+  /** The records of each scrape in progress, taken when its first family is written. */
+  const snapshots = new WeakMap<Scrape, readonly CheckRecord[]>();
   // Per command, not per check: few series, observed through a child kept per command.
   const duration = new Histogram({
     name: Names.duration,
@@ -186,46 +237,46 @@ function createSeriesSet(): SeriesSet {
     registers: [],
   }) as NamedHistogram;
 
-  function runLabelsOf(command: string): CheckRecord['runLabels'] {
-    let labels = runLabelsByCommand.get(command);
-    if (labels === undefined) {
-      labels = [
+  function commandSeriesOf(command: string): CommandSeries {
+    let known = commands.get(command);
+    if (known === undefined) {
+      const runLabels = [
         { command, state: 'ok' },
         { command, state: 'warn' },
         { command, state: 'crit' },
         { command, state: 'unknown' },
-      ];
-      runLabelsByCommand.set(command, labels);
+      ] as const satisfies readonly RunLabels[];
+      const text = (labels: RunLabels): string => `,command="${escapeLabelValue(labels.command)}",state="${labels.state}"`;
+      known = {
+        runLabels,
+        runText: [text(runLabels[0]), text(runLabels[1]), text(runLabels[2]), text(runLabels[3])],
+        runTails: [newTail(), newTail(), newTail(), newTail()],
+        duration: duration.labels(command),
+      };
+      commands.set(command, known);
     }
-    return labels;
+    return known;
   }
 
-  function metricLabelsOf(name: string): MetricLabels {
-    let labels = metricLabelsByName.get(name);
-    if (labels === undefined) {
-      labels = { metric: name };
-      metricLabelsByName.set(name, labels);
+  function metricNameOf(name: string): MetricName {
+    let known = metricNames.get(name);
+    if (known === undefined) {
+      known = { name, labels: { metric: name }, text: `,metric="${escapeLabelValue(name)}"`, tail: newTail() };
+      metricNames.set(name, known);
     }
-    return labels;
-  }
-
-  function durationOf(command: string): Histogram.Internal<string> {
-    let child = durationByCommand.get(command);
-    if (child === undefined) {
-      child = duration.labels(command);
-      durationByCommand.set(command, child);
-    }
-    return child;
+    return known;
   }
 
   function recordOf(checkId: string, command: string): CheckRecord {
     const known = records.get(checkId);
     if (known === undefined) {
+      const commandSeries = commandSeriesOf(command);
       const created: CheckRecord = {
         labels: { check: checkId },
+        checkText: labelValueText(checkId),
         command,
-        runLabels: runLabelsOf(command),
-        duration: durationOf(command),
+        commandSeries,
+        duration: commandSeries.duration,
         up: 0,
         state: 0,
         lastDurationSeconds: 0,
@@ -244,8 +295,8 @@ function createSeriesSet(): SeriesSet {
       // Runs are counted by command, and the Result Metrics were the old command's: both start over, so
       // that a command change leaves no series behind.
       known.command = command;
-      known.runLabels = runLabelsOf(command);
-      known.duration = durationOf(command);
+      known.commandSeries = commandSeriesOf(command);
+      known.duration = known.commandSeries.duration;
       known.ok = known.warn = known.crit = known.unknown = 0;
       known.results = null;
     }
@@ -259,11 +310,11 @@ function createSeriesSet(): SeriesSet {
     if (!Number.isFinite(value) || (counter && value < 0)) return;
     const results = (record.results ??= []);
     let index = 0;
-    while (index < results.length && (results[index] as ResultSeries).labels.metric !== metric.name) index++;
+    while (index < results.length && (results[index] as ResultSeries).metric.name !== metric.name) index++;
     let series = results[index];
     if (series?.counter !== counter) {
       // New, or its kind changed: the series of the other metric, from the start.
-      series = { labels: metricLabelsOf(metric.name), counter, value: 0, last: 0 };
+      series = { metric: metricNameOf(metric.name), counter, value: 0, last: 0 };
       results[index] = series;
     }
     if (!counter) series.value = value;
@@ -311,24 +362,77 @@ function createSeriesSet(): SeriesSet {
     },
   };
 
+  function snapshotFor(scrape: Scrape): readonly CheckRecord[] {
+    let snapshot = snapshots.get(scrape);
+    if (snapshot === undefined) {
+      snapshot = Array.from(records.values());
+      snapshots.set(scrape, snapshot);
+    }
+    return snapshot;
+  }
+
   const metrics: (RecordMetric | NamedHistogram)[] = [];
   const set: SeriesSet = { series, metrics };
   const forget = (): void => records.clear();
 
   const perCheck = (name: string, help: string, read: (record: CheckRecord) => number): RecordMetric =>
-    metricOverRecords(set, { name, help, type: 'gauge', labelNames: ['check'], reset: forget }, function* () {
-      for (const record of records.values()) yield { value: read(record), labels: record.labels, sharedLabels: NO_LABELS };
-    });
+    metricOverRecords(
+      set,
+      { name, help, type: 'gauge', labelNames: ['check'], reset: forget },
+      function* () {
+        for (const record of records.values()) yield { value: read(record), labels: record.labels, sharedLabels: NO_LABELS };
+      },
+      function* (sampleName, scrape) {
+        const head = `${sampleName}{check="`;
+        const tail = `"${scrape.defaultLabels(CHECK_LABEL)}} `;
+        let text = '';
+        let lines = 0;
+        for (const record of snapshotFor(scrape)) {
+          text += head + record.checkText + tail + sampleValueText(read(record)) + '\n';
+          if (++lines === LINES_PER_PIECE) {
+            yield text;
+            text = '';
+            lines = 0;
+          }
+        }
+        if (text !== '') yield text;
+      },
+    );
 
   const resultMetric = (name: string, help: string, counter: boolean): RecordMetric =>
-    metricOverRecords(set, { name, help, type: counter ? 'counter' : 'gauge', labelNames: ['check', 'metric'], reset: forget }, function* () {
-      for (const record of records.values()) {
-        if (record.results === null) continue;
-        for (const result of record.results) {
-          if (result.counter === counter) yield { value: result.value, labels: record.labels, sharedLabels: result.labels };
+    metricOverRecords(
+      set,
+      { name, help, type: counter ? 'counter' : 'gauge', labelNames: ['check', 'metric'], reset: forget },
+      function* () {
+        for (const record of records.values()) {
+          if (record.results === null) continue;
+          for (const result of record.results) {
+            if (result.counter === counter) yield { value: result.value, labels: record.labels, sharedLabels: result.metric.labels };
+          }
         }
-      }
-    });
+      },
+      function* (sampleName, scrape) {
+        const head = `${sampleName}{check="`;
+        const defaults = scrape.defaultLabels(METRIC_LABELS);
+        let text = '';
+        let lines = 0;
+        for (const record of snapshotFor(scrape)) {
+          if (record.results === null) continue;
+          for (const result of record.results) {
+            if (result.counter !== counter) continue;
+            const { metric } = result;
+            text += head + record.checkText + tailText(metric.tail, defaults, metric.text) + sampleValueText(result.value) + '\n';
+            lines++;
+          }
+          if (lines >= LINES_PER_PIECE) {
+            yield text;
+            text = '';
+            lines = 0;
+          }
+        }
+        if (text !== '') yield text;
+      },
+    );
 
   const runs = metricOverRecords(
     set,
@@ -336,12 +440,35 @@ function createSeriesSet(): SeriesSet {
     function* () {
       // Every state, from 0: so that `increase()` sees a check's first crit run.
       for (const record of records.values()) {
-        const { labels, runLabels } = record;
+        const { labels } = record;
+        const { runLabels } = record.commandSeries;
         yield { value: record.ok, labels, sharedLabels: runLabels[0] };
         yield { value: record.warn, labels, sharedLabels: runLabels[1] };
         yield { value: record.crit, labels, sharedLabels: runLabels[2] };
         yield { value: record.unknown, labels, sharedLabels: runLabels[3] };
       }
+    },
+    function* (sampleName, scrape) {
+      const head = `${sampleName}{check="`;
+      const defaults = scrape.defaultLabels(RUN_LABELS);
+      let text = '';
+      let lines = 0;
+      for (const record of snapshotFor(scrape)) {
+        const { runTails, runText } = record.commandSeries;
+        const start = head + record.checkText;
+        text +=
+          start + tailText(runTails[0], defaults, runText[0]) + sampleValueText(record.ok) + '\n' +
+          start + tailText(runTails[1], defaults, runText[1]) + sampleValueText(record.warn) + '\n' +
+          start + tailText(runTails[2], defaults, runText[2]) + sampleValueText(record.crit) + '\n' +
+          start + tailText(runTails[3], defaults, runText[3]) + sampleValueText(record.unknown) + '\n';
+        lines += 4;
+        if (lines >= LINES_PER_PIECE) {
+          yield text;
+          text = '';
+          lines = 0;
+        }
+      }
+      if (text !== '') yield text;
     },
   );
 
@@ -359,11 +486,28 @@ function createSeriesSet(): SeriesSet {
   return set;
 }
 
-/** A metric whose samples `samples` reads from the records when the registry asks for them. */
+function newTail(): LineTail {
+  return { defaults: null, text: '' };
+}
+
+/** `"` + the default labels + `shared` + `} `, made again only when the default labels changed. */
+function tailText(tail: LineTail, defaults: string, shared: string): string {
+  if (tail.defaults !== defaults) {
+    tail.text = `"${defaults}${shared}} `;
+    tail.defaults = defaults;
+  }
+  return tail.text;
+}
+
+/**
+ * A metric over the records: `samples` for prom-client's registry, `text` for the sliced exposition;
+ * both read the records when asked.
+ */
 function metricOverRecords(
   owner: SeriesSet,
   { name, help, type, labelNames, reset }: Pick<RecordMetric, 'name' | 'help' | 'type' | 'labelNames' | 'reset'>,
   samples: () => Iterable<TextSample>,
+  text: (sampleName: string, scrape: Scrape) => Iterable<string>,
 ): RecordMetric {
   const metric: RecordMetric = {
     name,
@@ -379,6 +523,7 @@ function metricOverRecords(
       const values = Array.from(samples(), (sample) => ({ value: sample.value, labels: { ...sample.labels, ...sample.sharedLabels } }));
       return Promise.resolve({ name: metric.name, help, type, values, aggregator: 'sum' });
     },
+    [SAMPLE_TEXT]: text,
     reset,
   };
   return metric;

@@ -1,8 +1,11 @@
 import { STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { fastify, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { expositionStream } from './metrics-exposition.js';
+import type { PingEngineName } from '../commands/ping-engine-choice.js';
 
 /** What `GET /healthz` answers: HTTP 200 while `status` is `ok`, 503 while `stopping`. */
 export interface Health {
@@ -17,6 +20,11 @@ export interface Health {
   readonly uptimeSeconds: number;
   /** Number of checks the instance knows. */
   readonly checks: number;
+  /**
+   * How the `ping` command sends its packets: `fping` (batched fping processes) or `process` (one
+   * iputils `ping` per run). Absent from the answers of vigil versions before it.
+   */
+  readonly pingEngine?: PingEngineName;
   /** With a PostgreSQL queue: the instances sharing the database (this one included). */
   readonly peers?: readonly { readonly id: string; readonly epoch: number; readonly alive: boolean }[];
 }
@@ -63,9 +71,12 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
   // Check ids may be 200 characters long (incident ids a few more); fastify's default cap is 100.
   const app = fastify({ logger: false, routerOptions: { maxParamLength: 256 } });
 
-  app.get('/metrics', async (_request, reply) => {
-    const text = await registry.metrics();
-    return reply.type(registry.contentType).header('cache-control', 'no-store').send(text);
+  // Streamed, and written in slices that leave the event loop to the checks (server/metrics-exposition.ts);
+  // every scrape has its own stream, so concurrent scrapes are each answered in full. A metric failing
+  // to collect still gets a 500 (it fails before the first chunk). A HEAD gets the headers without the work.
+  app.get('/metrics', async (request, reply) => {
+    const body = request.method === 'HEAD' ? Readable.from([]) : await expositionStream(registry);
+    return reply.type(registry.contentType).header('cache-control', 'no-store').send(body);
   });
 
   app.get('/healthz', async (_request, reply) => {
