@@ -1,10 +1,12 @@
-import { close, open, read } from 'node:fs';
+import { close, closeSync, open, openSync, read, readSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import { parseHeartbeat, type HeartbeatRecord } from '../heartbeats/heartbeat-file-format.js';
 import { counter, gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, State } from '../results/result.js';
 import { duration, nonEmptyString } from '../server/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
+import { LocalDirectories } from './local-directories.js';
 
 /**
  * How far in the future a heartbeat's timestamp may be (ms) before it is `bad-heartbeat`: a little
@@ -64,17 +66,25 @@ export interface HeartbeatFileCommandOptions {
  */
 export function heartbeatFileCommand(options: HeartbeatFileCommandOptions = {}): Command<HeartbeatFileAttributes> {
   const now = options.now ?? Date.now;
-  const buffers = new BufferCache();
-  return defineCommand({ name: 'heartbeat-file', attributes, run: (attrs, ctx) => runHeartbeatFile(attrs, ctx, now, buffers) });
+  const reader: HeartbeatReader = { buffers: new BufferCache(), localDirectories: new LocalDirectories() };
+  return defineCommand({ name: 'heartbeat-file', attributes, run: (attrs, ctx) => runHeartbeatFile(attrs, ctx, now, reader) });
 }
 
-async function runHeartbeatFile(attrs: HeartbeatFileAttributes, { signal }: CommandContext, now: () => number, buffers: BufferCache): Promise<CommandOutcome> {
+/** What every run of one `heartbeat-file` command shares. */
+interface HeartbeatReader {
+  readonly buffers: BufferCache;
+  /** Files in these are read synchronously. */
+  readonly localDirectories: LocalDirectories;
+}
+
+async function runHeartbeatFile(attrs: HeartbeatFileAttributes, { signal }: CommandContext, now: () => number, reader: HeartbeatReader): Promise<CommandOutcome> {
   // A read cannot be interrupted once started (it is short); an aborted run does not start one.
   if (signal.aborted) return { state: 'unknown', reason: 'timeout', message: `timed out before reading heartbeat file ${attrs.file}` };
+  const { buffers } = reader;
   const buffer = buffers.take();
   let text: string;
   try {
-    const bytes = await readHead(attrs.file, buffer);
+    const bytes = reader.localDirectories.isLocal(dirname(attrs.file)) ? readHeadSync(attrs.file, buffer) : await readHead(attrs.file, buffer);
     if (bytes === buffer.length) {
       return { state: 'unknown', reason: 'bad-heartbeat', message: `bad heartbeat file ${attrs.file}: ${MAX_HEARTBEAT_BYTES} bytes or larger, not a heartbeat` };
     }
@@ -177,6 +187,16 @@ function readHead(path: string, buffer: Buffer): Promise<number> {
       });
     });
   });
+}
+
+/** The same as `readHead`, for a file on a local filesystem: a few microseconds, with no trip through the thread pool. */
+function readHeadSync(path: string, buffer: Buffer): number {
+  const fd = openSync(path, 'r');
+  try {
+    return readSync(fd, buffer, 0, buffer.length, 0);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function ignore(): void {}
