@@ -6,14 +6,16 @@ import type { Handler, HandlerDeps, HandlerType } from '../src/handlers/handler.
 import { logHandlerType } from '../src/handlers/log-handler.js';
 import { prometheusHandlerType } from '../src/handlers/prometheus-handler.js';
 import { TrackedMemoryPool } from '../src/queues/tracked-memory-pool.js';
+import { ResultHistory } from '../src/results/result-history.js';
+import { daemonLogDestination } from '../src/server/log-destination.js';
 import { Server } from '../src/server/server.js';
 import { fmt, markUsage, usageSince, type Usage } from './measure.js';
 
 /**
  * vigil's whole pipeline in this process, built as `startDaemon` builds it minus the config file, the
  * HTTP endpoint and the state file: TrackedMemoryPool → Server → state machine → the `log` handler at
- * `info` (pino into /dev/null: every run formats and writes a line) and the `prometheus` handler on a
- * fresh Registry. `collectDefaultMetrics` is left out: it costs nothing per run, only per scrape, and
+ * `info` (pino into /dev/null through the daemon's batching destination: every run formats and writes a line) and the `prometheus` handler on a
+ * fresh Registry, and the API's result history (the daemon keeps recent results for `/api/v1`). `collectDefaultMetrics` is left out: it costs nothing per run, only per scrape, and
  * the observers it starts would pile up across the runs of one bench process.
  */
 
@@ -38,7 +40,7 @@ export interface Pipeline extends AsyncDisposable {
 
 /** Builds the pipeline, adds the checks (spread over their intervals as at start-up) and starts the server. */
 export function startPipeline(options: PipelineOptions): Pipeline {
-  const destination = pino.destination('/dev/null');
+  const destination = daemonLogDestination('/dev/null');
   const logger: Logger = pino({ level: 'info' }, destination);
   const registry = new Registry();
   const deps: HandlerDeps = { logger, registry };
@@ -46,13 +48,15 @@ export function startPipeline(options: PipelineOptions): Pipeline {
   const pool = new TrackedMemoryPool();
   for (const spec of options.specs) pool.add(spec);
   const server = new Server({ queue: pool, commands: options.commands, handlers, logger, concurrency: options.concurrency ?? 256 });
+  const history = new ResultHistory();
+  server.on('check:finish', (event) => history.record(event.check.id, event.result));
   server.start();
 
   let stopped: Promise<void> | null = null;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
       await server.stop({ timeoutMs: 10_000 });
-      destination.flushSync();
+      // end() writes what is gathered, once the file is open.
       destination.end();
     })());
   return { server, pool, registry, stop, [Symbol.asyncDispose]: stop };

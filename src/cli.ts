@@ -16,6 +16,7 @@ import type { Health } from './server/http-endpoint.js';
 import { EXIT_PATH_CHANGED, watchRealPath } from './server/path-watch.js';
 import { acquirePidfile } from './server/pidfile.js';
 import { startDaemon } from './server/daemon.js';
+import { daemonLogDestination } from './server/log-destination.js';
 import { systemClock } from './server/clock.js';
 import { runCheck } from './server/run-check.js';
 import { ValidationError } from './server/validation.js';
@@ -192,7 +193,6 @@ async function once(configFile: string, checkId: string, json: boolean): Promise
     commands: config.commands,
     clock: systemClock,
     logger: logger.child({ checkId, command: spec.command }),
-    stopSignal: new AbortController().signal,
     checks: registry,
   });
   if (run.kind !== 'result') return 3;
@@ -304,7 +304,7 @@ async function status(configFile: string): Promise<number> {
 }
 
 async function run(configFile: string, level: string, pidfile: string | undefined): Promise<number> {
-  const logger: Logger = pino({ level });
+  const logger: Logger = pino({ level }, daemonLogDestination());
   const releases: (() => Promise<void> | void)[] = [];
   // The install directory as the process was started through it (argv[1] is dist/cli.js), links
   // unresolved, and the release it resolves to now, before anything can switch it.

@@ -3,6 +3,7 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { defaultPingEngine } from '../src/commands/ping-engine-choice.js';
 import { migrate } from '../src/queues/postgres-migrations.js';
 import { DaemonProcess, runCli } from './helpers/cli.js';
 import { testDatabase } from './helpers/postgres.js';
@@ -173,7 +174,8 @@ describe('vigil run', () => {
     const started = await daemon.waitForMessage('vigil started');
     const url = started.url as string;
     const health = (await (await fetch(`${url}/healthz`)).json()) as Record<string, unknown>;
-    expect(health).toMatchObject({ status: 'ok', epoch: 1, checks: 1 });
+    // The daemon runs with this test's PATH, so it finds (or misses) fping as this process does.
+    expect(health).toMatchObject({ status: 'ok', epoch: 1, checks: 1, pingEngine: defaultPingEngine().name });
     expect(typeof health.instanceId).toBe('string');
     await connected;
     daemon.child.kill('SIGTERM');

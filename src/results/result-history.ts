@@ -4,6 +4,11 @@ import type { Result } from './result.js';
 export interface ResultHistoryOptions {
   /** Results kept per check, newest first; default 10. */
   readonly perCheck?: number;
+  /**
+   * Results kept across all checks; default 100 000. With more checks than `total / perCheck`, each
+   * check keeps fewer (at least its last one): 100 000 checks keep one result each, not a million.
+   */
+  readonly total?: number;
   /** Resolved incidents kept, newest first; default 1 000. */
   readonly resolvedIncidents?: number;
 }
@@ -20,40 +25,41 @@ export interface HistorySource {
 
 /**
  * The recent past in memory, for the API: the last results of each check and the last resolved
- * incidents (open ones live in the check state). Bounded: a ring per check, allocated on its first result.
+ * incidents (open ones live in the check state). Bounded per check and in total: a short list per
+ * check (oldest first), made on its first result, trimmed to the share of `total` each check gets.
  */
 export class ResultHistory implements HistorySource {
   readonly #perCheck: number;
+  readonly #total: number;
   readonly #maxResolved: number;
-  readonly #results = new Map<string, { items: Result[]; next: number }>();
+  readonly #results = new Map<string, Result[]>();
   readonly #resolved: Incident[] = [];
 
   constructor(options: ResultHistoryOptions = {}) {
     this.#perCheck = options.perCheck ?? 10;
+    this.#total = options.total ?? 100_000;
     this.#maxResolved = options.resolvedIncidents ?? 1_000;
   }
 
   record(checkId: string, result: Result): void {
     if (this.#perCheck === 0) return;
-    let ring = this.#results.get(checkId);
-    if (!ring) {
-      ring = { items: [], next: 0 };
-      this.#results.set(checkId, ring);
+    let items = this.#results.get(checkId);
+    if (!items) {
+      items = [];
+      this.#results.set(checkId, items);
     }
-    if (ring.items.length < this.#perCheck) ring.items.push(result);
-    else ring.items[ring.next] = result;
-    ring.next = (ring.next + 1) % this.#perCheck;
+    items.push(result);
+    // The newest result is also the check's `lastResult`: keeping it costs one array slot.
+    const keep = Math.max(1, Math.min(this.#perCheck, Math.floor(this.#total / this.#results.size)));
+    if (items.length > keep) items.splice(0, items.length - keep);
   }
 
   /** The check's recent results, newest first, at most `limit`. */
   results(checkId: string, limit = this.#perCheck): Result[] {
-    const ring = this.#results.get(checkId);
-    if (!ring) return [];
-    const { items, next } = ring;
+    const items = this.#results.get(checkId);
+    if (!items) return [];
     const ordered: Result[] = [];
-    for (let i = 1; i <= items.length && ordered.length < limit; i++) {
-      ordered.push(items[(next - i + items.length) % items.length] as Result);
-    }
+    for (let i = items.length - 1; i >= 0 && ordered.length < limit; i--) ordered.push(items[i] as Result);
     return ordered;
   }
 

@@ -68,16 +68,19 @@ export class HandlerChain {
     return current;
   }
 
-  /** Runs the `process` hooks concurrently; resolves when all are done or abandoned, never rejects. */
-  async process(outcome: Outcome, handlers: readonly Handler[]): Promise<void> {
-    const pending: Promise<unknown>[] = [];
+  /**
+   * Runs the `process` hooks concurrently. Returns `undefined` when every hook was synchronous (all are
+   * done), otherwise a promise that resolves when the asynchronous ones are done or abandoned; never rejects.
+   */
+  process(outcome: Outcome, handlers: readonly Handler[]): Promise<void> | undefined {
+    let pending: Promise<unknown>[] | undefined;
     for (const handler of handlers) {
       if (!handler.process) continue;
       const process = handler.process.bind(handler);
       const done = this.#guard(handler, 'process', outcome, (ctx) => process(outcome, ctx));
-      if (done) pending.push(done);
+      if (done instanceof Promise) (pending ??= []).push(done);
     }
-    if (pending.length > 0) await Promise.all(pending);
+    return pending === undefined ? undefined : Promise.all(pending).then(() => undefined);
   }
 
   /** Tells every handler a check is gone. */

@@ -207,7 +207,8 @@ export class Pools {
   #targetKey(spec: CheckSpec): string {
     let key = this.#targetKeys.get(spec);
     if (key === undefined) {
-      key = `${spec.command}\0${stableStringify(spec.attributes)}`;
+      // join() makes one flat string: a template literal would keep a tree of pieces, per check, for good.
+      key = [spec.command, stableStringify(spec.attributes)].join('\0');
       this.#targetKeys.set(spec, key);
     }
     return key;

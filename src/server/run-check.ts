@@ -10,10 +10,19 @@ export interface RunCheckDeps {
   readonly clock: Clock;
   /** The run's child logger. */
   readonly logger: Logger;
-  /** Aborted when the server gives up waiting for in-flight runs at stop. */
-  readonly stopSignal: AbortSignal;
+  /**
+   * Runs whose command is under way. A run is in this set from the moment its command starts until it
+   * settles, so that a server giving up on them at stop can `interrupt()` each one.
+   */
+  readonly inFlight?: Set<InterruptibleRun>;
   /** Passed to the command as `ctx.checks`. */
   readonly checks?: CheckRegistry | undefined;
+}
+
+/** A run in flight, as the server sees it when it stops. */
+export interface InterruptibleRun {
+  /** Aborts the command and settles the run as `shutdown` at once: no Result counts. */
+  interrupt(): void;
 }
 
 /** A run's Result, or `shutdown` when the server stopped it before it finished (no Result counts). */
@@ -25,72 +34,117 @@ export type RunOutcome = { readonly kind: 'result'; readonly result: Result } | 
  */
 export const ABANDON_GRACE_MS = 25;
 
-const SHUTDOWN = Symbol('shutdown');
-const ABANDONED = Symbol('abandoned');
-
 /**
  * Runs a check's command once under its timeout and turns whatever happens into a Result: a returned
  * outcome, a thrown exception (`unknown`, `exception`), or a deadline that the command ignored
- * (`unknown`, `timeout`). Never throws.
+ * (`unknown`, `timeout`). Never rejects.
  */
-export async function runCheck(check: Check, deps: RunCheckDeps): Promise<RunOutcome> {
+export function runCheck(check: Check, deps: RunCheckDeps): Promise<RunOutcome> {
   const { spec } = check;
-  const { clock, stopSignal } = deps;
-  const startedAt = clock.now();
+  const startedAt = deps.clock.now();
   const command = deps.commands.get(spec.command);
   if (!command) {
     const outcome: CommandOutcome = { state: 'unknown', reason: 'unknown-command', message: `no command named "${spec.command}" is registered` };
-    return { kind: 'result', result: toResult(outcome, startedAt, 0) };
+    return Promise.resolve({ kind: 'result', result: toResult(outcome, startedAt, 0) });
+  }
+  return new Promise((resolve) => new CheckRun(check, deps, startedAt, resolve).start(command));
+}
+
+/**
+ * One run of a command, and the context the command sees. Up to ten thousand runs a second go through
+ * here, so a run is one object: it is the command's context itself, it makes its AbortController only
+ * when the command asks for `signal` (or when there is something to abort), and the server reaches it
+ * at stop through `inFlight` rather than through a listener on a shared signal.
+ */
+class CheckRun implements CommandContext, InterruptibleRun {
+  readonly checkId: string;
+  readonly deadline: number;
+  readonly logger: Logger;
+  readonly previous: Result | null;
+  readonly checks?: CheckRegistry;
+  readonly #check: Check;
+  readonly #deps: RunCheckDeps;
+  readonly #startedAt: number;
+  readonly #resolve: (outcome: RunOutcome) => void;
+  #controller: AbortController | undefined;
+  #deadlineTimer: unknown;
+  #graceTimer: unknown;
+  #settled = false;
+
+  constructor(check: Check, deps: RunCheckDeps, startedAt: number, resolve: (outcome: RunOutcome) => void) {
+    this.checkId = check.spec.id;
+    this.deadline = startedAt + check.spec.timeoutMs;
+    this.logger = deps.logger;
+    this.previous = check.state.lastResult;
+    if (deps.checks) this.checks = deps.checks;
+    this.#check = check;
+    this.#deps = deps;
+    this.#startedAt = startedAt;
+    this.#resolve = resolve;
   }
 
-  const controller = new AbortController();
-  const deadline = startedAt + spec.timeoutMs;
-  let settle!: (value: typeof SHUTDOWN | typeof ABANDONED) => void;
-  const interrupted = new Promise<typeof SHUTDOWN | typeof ABANDONED>((resolve) => (settle = resolve));
-  let graceTimer: unknown;
-  const deadlineTimer = clock.setTimeout(() => {
-    controller.abort(new DOMException(`timed out after ${spec.timeoutMs} ms`, 'TimeoutError'));
-    graceTimer = clock.setTimeout(() => settle(ABANDONED), ABANDON_GRACE_MS);
-  }, spec.timeoutMs);
-  const onStop = (): void => {
-    controller.abort(new DOMException('the server is stopping', 'AbortError'));
-    settle(SHUTDOWN);
-  };
-  if (stopSignal.aborted) onStop();
-  else stopSignal.addEventListener('abort', onStop, { once: true });
-
-  const ctx: CommandContext = {
-    checkId: spec.id,
-    signal: controller.signal,
-    deadline,
-    logger: deps.logger,
-    previous: check.state.lastResult,
-    ...(deps.checks ? { checks: deps.checks } : {}),
-  };
-  let outcome: CommandOutcome | typeof SHUTDOWN | typeof ABANDONED;
-  try {
-    const running = command.run(spec.attributes, ctx);
-    // An abandoned command may still reject later; that must not become an unhandled rejection.
-    running.catch(() => undefined);
-    outcome = await Promise.race([running, interrupted]);
-  } catch (error) {
-    outcome = {
-      state: 'unknown',
-      reason: EngineReasons.exception,
-      message: error instanceof Error ? error.message : String(error),
-    };
-    deps.logger.warn({ err: error }, 'command threw');
-  } finally {
-    clock.clearTimeout(deadlineTimer);
-    if (graceTimer !== undefined) clock.clearTimeout(graceTimer);
-    stopSignal.removeEventListener('abort', onStop);
+  get signal(): AbortSignal {
+    return (this.#controller ??= new AbortController()).signal;
   }
 
-  if (outcome === SHUTDOWN) return { kind: 'shutdown' };
-  const durationMs = clock.now() - startedAt;
-  if (outcome === ABANDONED) {
-    deps.logger.warn({ timeoutMs: spec.timeoutMs }, 'command ignored its deadline and was abandoned');
-    outcome = { state: 'unknown', reason: EngineReasons.timeout, message: `timed out after ${spec.timeoutMs} ms` };
+  start(command: AnyCommand): void {
+    const { clock, inFlight } = this.#deps;
+    const { timeoutMs } = this.#check.spec;
+    inFlight?.add(this);
+    this.#deadlineTimer = clock.setTimeout(() => this.#onDeadline(), timeoutMs);
+    let running: Promise<CommandOutcome>;
+    try {
+      running = command.run(this.#check.spec.attributes, this);
+    } catch (error) {
+      this.#threw(error);
+      return;
+    }
+    // Settling first wins; an abandoned command that rejects later is ignored, never unhandled.
+    running.then(
+      (outcome) => this.#finish(outcome),
+      (error: unknown) => this.#threw(error),
+    );
   }
-  return { kind: 'result', result: toResult(outcome, startedAt, durationMs) };
+
+  interrupt(): void {
+    if (this.#settled) return;
+    this.#abort(new DOMException('the server is stopping', 'AbortError'));
+    this.#settle({ kind: 'shutdown' });
+  }
+
+  #onDeadline(): void {
+    const { timeoutMs } = this.#check.spec;
+    this.#abort(new DOMException(`timed out after ${timeoutMs} ms`, 'TimeoutError'));
+    this.#graceTimer = this.#deps.clock.setTimeout(() => {
+      this.#deps.logger.warn({ timeoutMs }, 'command ignored its deadline and was abandoned');
+      this.#finish({ state: 'unknown', reason: EngineReasons.timeout, message: `timed out after ${timeoutMs} ms` });
+    }, ABANDON_GRACE_MS);
+  }
+
+  #threw(error: unknown): void {
+    if (this.#settled) return;
+    this.#deps.logger.warn({ err: error }, 'command threw');
+    this.#finish({ state: 'unknown', reason: EngineReasons.exception, message: error instanceof Error ? error.message : String(error) });
+  }
+
+  #finish(outcome: CommandOutcome): void {
+    if (this.#settled) return;
+    const durationMs = this.#deps.clock.now() - this.#startedAt;
+    this.#settle({ kind: 'result', result: toResult(outcome, this.#startedAt, durationMs) });
+  }
+
+  #settle(outcome: RunOutcome): void {
+    this.#settled = true;
+    const { clock, inFlight } = this.#deps;
+    clock.clearTimeout(this.#deadlineTimer);
+    if (this.#graceTimer !== undefined) clock.clearTimeout(this.#graceTimer);
+    inFlight?.delete(this);
+    this.#resolve(outcome);
+  }
+
+  /** Aborts the signal the command holds; one it never asked for is made aborted, in case it asks later. */
+  #abort(reason: DOMException): void {
+    const controller = (this.#controller ??= new AbortController());
+    if (!controller.signal.aborted) controller.abort(reason);
+  }
 }

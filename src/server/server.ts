@@ -1,4 +1,4 @@
-import { EventEmitter, setMaxListeners } from 'node:events';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
 import { nextSlot } from '../checks/schedule.js';
@@ -13,7 +13,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { ServerEvents } from './events.js';
 import { HandlerChain } from './handler-chain.js';
 import { defaultPools, Pools, type PoolRouting, type PoolSpec, type PoolStats } from './pools.js';
-import { runCheck } from './run-check.js';
+import { runCheck, type InterruptibleRun } from './run-check.js';
 
 export interface ServerOptions {
   readonly queue: Queue;
@@ -78,7 +78,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   readonly #stopTimeoutMs: number;
   readonly #lateThresholdMs: number;
   readonly #pools: Pools;
-  readonly #stopController = new AbortController();
+  /** Runs whose command is under way, for stop to interrupt when it gives up waiting. */
+  readonly #inFlight = new Set<InterruptibleRun>();
   /** `process` hooks still running; stop waits for them. */
   readonly #handlerWork = new Set<Promise<void>>();
 
@@ -102,8 +103,6 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     this.#registry = isCheckRegistry(options.queue) ? options.queue : undefined;
     this.#commands = new Map([...options.commands].map((command) => [command.name, command]));
     this.#logger = options.logger;
-    // Every running check listens on the stop signal: thousands at once is normal here.
-    setMaxListeners(0, this.#stopController.signal);
     this.#clock = options.clock ?? systemClock;
     this.#concurrency = options.concurrency ?? 256;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
@@ -342,8 +341,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
         this.#lateStarts++;
         logger.warn({ lagMs, dueAt: new Date(check.dueAt).toISOString() }, 'check started late');
       }
-      this.emit('check:start', { check, lagMs, pool: this.#pools.poolOf(spec) });
-      const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, stopSignal: this.#stopController.signal, checks: this.#registry });
+      if (this.listenerCount('check:start') > 0) this.emit('check:start', { check, lagMs, pool: this.#pools.poolOf(spec) });
+      const run = await runCheck(check, { commands: this.#commands, clock: this.#clock, logger, inFlight: this.#inFlight, checks: this.#registry });
       if (run.kind === 'shutdown') return await this.#queue.complete(check, check.dueAt);
       await this.#settle(check, run.result, lagMs, logger);
     } catch (error) {
@@ -385,7 +384,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
 
     const outcome = await this.#mutate(check, { check: spec, result, state: step.state, previous, incident: step.event, logger });
     await this.#queue.complete(check, nextDueAt);
-    this.emit('check:finish', { check: spec, result, state: check.state, lagMs, nextDueAt, missedSlots });
+    if (this.listenerCount('check:finish') > 0) this.emit('check:finish', { check: spec, result, state: check.state, lagMs, nextDueAt, missedSlots });
     this.#publish(outcome);
   }
 
@@ -394,10 +393,15 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
    * `mutate` hooks run (a pushed ping during a scheduled run) builds on it rather than being lost; then
    * runs the hooks and keeps what they added to the incident, if it is still the check's incident.
    */
-  async #mutate(check: Check, outcome: Outcome): Promise<Outcome> {
+  #mutate(check: Check, outcome: Outcome): Outcome | Promise<Outcome> {
     check.state = outcome.state;
     const handlers = this.#chain.resolve(check.spec.handlers);
+    // Most runs meet no mutate hook: no promise for them.
     if (!handlers.some((handler) => handler.mutate !== undefined)) return outcome;
+    return this.#mutateWith(check, outcome, handlers);
+  }
+
+  async #mutateWith(check: Check, outcome: Outcome, handlers: readonly Handler[]): Promise<Outcome> {
     const mutated = await this.#chain.mutate(outcome, handlers);
     const event = mutated.incident;
     if (event && event.type !== 'resolve' && check.state.incident?.id === event.incident.id && check.state.incident !== event.incident) {
@@ -410,6 +414,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   #publish(outcome: Outcome): void {
     if (outcome.incident) this.emit(`incident:${outcome.incident.type}`, { check: outcome.check, incident: outcome.incident.incident });
     const work = this.#chain.process(outcome, this.#chain.resolve(outcome.check.handlers));
+    // Synchronous hooks (the log and prometheus handlers) are done already; only pending work is tracked.
+    if (work === undefined) return;
     this.#handlerWork.add(work);
     void work.finally(() => this.#handlerWork.delete(work));
   }
@@ -427,7 +433,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       const finished = await this.#within(this.#pools.onIdle(), timeoutMs);
       if (!finished) {
         this.#logger.warn({ running: this.#pools.running }, 'stopping: aborting checks still running');
-        this.#stopController.abort();
+        for (const run of this.#inFlight) run.interrupt();
       }
     }
     await this.#pools.onIdle();

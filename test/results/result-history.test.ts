@@ -19,6 +19,23 @@ describe('ResultHistory', () => {
     expect(history.results('a')).toEqual([]);
   });
 
+  it('shares a total budget: with many checks each keeps fewer results, but always its last one', () => {
+    const history = new ResultHistory({ perCheck: 4, total: 6 });
+    for (let at = 1; at <= 5; at++) history.record('a', result(at));
+    expect(history.results('a').map((r) => r.startedAt)).toEqual([5, 4, 3, 2]);
+    // Two checks share six results: three each, trimmed as each records its next one.
+    history.record('b', result(10));
+    history.record('a', result(6));
+    expect(history.results('a').map((r) => r.startedAt)).toEqual([6, 5, 4]);
+    // Seven checks for six results: each keeps only its newest.
+    for (const id of ['c', 'd', 'e', 'f', 'g']) history.record(id, result(20));
+    history.record('a', result(7));
+    history.record('b', result(11));
+    expect(history.results('a').map((r) => r.startedAt)).toEqual([7]);
+    expect(history.results('b').map((r) => r.startedAt)).toEqual([11]);
+    expect(history.results('g').map((r) => r.startedAt)).toEqual([20]);
+  });
+
   it('keeps the last resolved incidents, newest first, bounded', () => {
     const history = new ResultHistory({ resolvedIncidents: 2 });
     for (const id of ['x:1', 'x:2', 'x:3']) history.recordResolved({ id } as Incident);
