@@ -17,7 +17,7 @@ const CONCURRENCY = 64;
  * every client (vigil's http command, node:http without an agent, and fetch's pooled dispatcher alike).
  * In its own process, so the client's CPU is the client's.
  */
-function targetScript(count: number): string {
+export function targetScript(count: number): string {
   return multiPortTargetScript(
     HOST,
     count,
@@ -213,7 +213,7 @@ async function vigilSaturatedRound(target: TargetProcess, checks: number, runs: 
 }
 
 /** One http check per target port. */
-function httpSpecs(http: AnyCommand, target: TargetProcess, checks: number): CheckSpec[] {
+export function httpSpecs(http: AnyCommand, target: TargetProcess, checks: number): CheckSpec[] {
   const { ports } = target;
   return Array.from({ length: checks }, (_, i) =>
     benchSpec(`http-${i}`, 'http', parseAttributes(http, { url: `http://${HOST}:${ports[i % ports.length]}/` }), { intervalMs: null, timeoutMs: 5_000 }),

@@ -11,9 +11,13 @@ import { schedulerBenchmark } from './scheduler.js';
 import { tcpBenchmark } from './tcp.js';
 import { httpBenchmark } from './http.js';
 import { heartbeatFileBenchmark } from './heartbeat-file.js';
+import { postgresQueueBenchmark } from './postgres-queue.js';
+import { blackboxBenchmark } from './blackbox.js';
+import { metricsScrapeBenchmark } from './metrics-scrape.js';
+import { pingBenchmark } from './ping.js';
 
 /** In the order they run. A new benchmark is one file exporting a `Benchmark`, added here. */
-const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark];
+const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark, blackboxBenchmark, postgresQueueBenchmark, metricsScrapeBenchmark, pingBenchmark];
 
 interface Arguments {
   readonly quick: boolean;

@@ -17,7 +17,7 @@ const CONCURRENCY = 64;
  * at once, and real checks watch different targets); accepts and closes at once. In its own process, so
  * the client's CPU is the client's.
  */
-function targetScript(count: number): string {
+export function targetScript(count: number): string {
   return multiPortTargetScript(
     HOST,
     count,
@@ -221,7 +221,7 @@ async function vigilScheduledRound(target: TargetProcess, checks: number, interv
 }
 
 /** One tcp check per target port, round the ports when there are more checks. */
-function tcpSpecs(tcp: AnyCommand, target: TargetProcess, checks: number, timing: { intervalMs: number | null; timeoutMs: number }): CheckSpec[] {
+export function tcpSpecs(tcp: AnyCommand, target: TargetProcess, checks: number, timing: { intervalMs: number | null; timeoutMs: number }): CheckSpec[] {
   const { ports } = target;
   return Array.from({ length: checks }, (_, i) => benchSpec(`tcp-${i}`, 'tcp', parseAttributes(tcp, { host: HOST, port: ports[i % ports.length] }), timing));
 }
