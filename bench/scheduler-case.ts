@@ -3,10 +3,12 @@
  * alone): N no-op checks through the whole pipeline, warmed up, then measured over whole intervals.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { defineCommand } from '../src/commands/command.js';
 import type { CommandOutcome } from '../src/results/result.js';
+import { limitHeapGrowth } from '../src/server/heap-growth.js';
+import { expositionStream } from '../src/server/metrics-exposition.js';
 import { markUsage, rssMB, Samples, usageSince, within, type Summary } from './measure.js';
 import { benchSpec, parseAttributes, startPipeline } from './pipeline.js';
 import { caseInput, reportToParent } from './processes.js';
@@ -18,6 +20,8 @@ export interface SchedulerCaseInput {
   readonly warmupIntervals: number;
   /** Whole intervals measured. */
   readonly measureIntervals: number;
+  /** `server.heapGrowthPercent` as `vigil run` applies it; 0 leaves the heap to V8. */
+  readonly heapGrowthPercent: number;
 }
 
 export interface SchedulerCaseResult extends SchedulerCaseInput {
@@ -33,8 +37,10 @@ export interface SchedulerCaseResult extends SchedulerCaseInput {
   readonly heapUsedMB: number;
   /** Runs in the window that were not `ok` (a timeout would be one). */
   readonly notOk: number;
-  /** One `/metrics` scrape after the window (`registry.metrics()`): the event-loop time it blocks, ms. */
+  /** One `/metrics` exposition after the window, read to the end as the endpoint streams it: wall time, ms. */
   readonly scrapeMs: number;
+  /** The longest the event loop was blocked during it (a 1 ms timer's worst delay), ms. */
+  readonly scrapeBlockMs: number;
   /** Server counters over the window. */
   readonly lateStarts: number;
   readonly overruns: number;
@@ -55,6 +61,7 @@ const noopCommand = defineCommand({
 
 async function runSchedulerCase(input: SchedulerCaseInput): Promise<SchedulerCaseResult> {
   const { checks, intervalMs, warmupIntervals, measureIntervals } = input;
+  limitHeapGrowth(input.heapGrowthPercent);
   // The timeout the config would give: the default 10 s, at most the interval.
   const timing = { intervalMs, timeoutMs: Math.min(10_000, intervalMs) };
   const specs = Array.from({ length: checks }, (_, i) => benchSpec(`noop-${i}`, 'noop', parseAttributes(noopCommand, { target: `t${i}` }), timing));
@@ -85,10 +92,13 @@ async function runSchedulerCase(input: SchedulerCaseInput): Promise<SchedulerCas
     const after = server.stats;
     const memory = process.memoryUsage();
     const rss = rssMB();
-    // After the window, so that its pause is not in the measured lag: the cost of Prometheus looking.
+    // After the window, so that its pauses are not in the measured lag: the cost of Prometheus looking.
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
     const scrapeStart = performance.now();
-    await pipeline.registry.metrics();
+    for await (const chunk of await expositionStream(pipeline.registry)) void chunk;
     const scrapeMs = performance.now() - scrapeStart;
+    delay.disable();
     return {
       ...input,
       runs: after.runs - before.runs,
@@ -99,6 +109,7 @@ async function runSchedulerCase(input: SchedulerCaseInput): Promise<SchedulerCas
       rssMB: rss,
       heapUsedMB: memory.heapUsed / 1_048_576,
       scrapeMs,
+      scrapeBlockMs: delay.max / 1e6,
       notOk,
       lateStarts: after.lateStarts - before.lateStarts,
       overruns: after.overruns - before.overruns,

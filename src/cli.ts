@@ -17,6 +17,7 @@ import { EXIT_PATH_CHANGED, watchRealPath } from './server/path-watch.js';
 import { acquirePidfile } from './server/pidfile.js';
 import { startDaemon } from './server/daemon.js';
 import { daemonLogDestination } from './server/log-destination.js';
+import { limitHeapGrowth } from './server/heap-growth.js';
 import { systemClock } from './server/clock.js';
 import { runCheck } from './server/run-check.js';
 import { ValidationError } from './server/validation.js';
@@ -321,6 +322,8 @@ async function run(configFile: string, level: string, pidfile: string | undefine
     return 1;
   }
   const running = daemon;
+  // The process is the daemon's own: it may size the heap (server/heap-growth.ts).
+  limitHeapGrowth(running.config.server.heapGrowthPercent);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection (ignored; vigil keeps running)'));
   process.on('SIGHUP', () => void running.reload());
   return new Promise<number>((resolveExit) => {

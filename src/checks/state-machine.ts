@@ -19,7 +19,10 @@ export function transition(spec: CheckSpec, state: CheckState, result: Result, n
   const isOk = result.state === 'ok';
   if (state.hardState === 'ok') {
     if (isOk) {
-      return { state: { ...state, stateType: 'hard', attempt: 0, okStreak: 0, lastResult: result }, event: null, retry: false };
+      // The path of nearly every run: every field written out, so the new state is one object with its
+      // fields in place (a spread adds them behind it in a second array, kept an interval per check).
+      const steady: CheckState = { hardState: 'ok', stateType: 'hard', attempt: 0, okStreak: 0, lastResult: result, incident: state.incident, lastHardChangeAt: state.lastHardChangeAt };
+      return { state: steady, event: null, retry: false };
     }
     const attempt = state.attempt + 1;
     if (attempt < spec.maxAttempts) {

@@ -32,7 +32,11 @@ export class ResultHistory implements HistorySource {
   readonly #perCheck: number;
   readonly #total: number;
   readonly #maxResolved: number;
-  readonly #results = new Map<string, Result[]>();
+  /**
+   * Per check, oldest first. A check that keeps one result holds it bare: at 100,000 checks each keeps
+   * one, and an array that grew by `push` carries room for 17 (about 150 bytes a check, for nothing).
+   */
+  readonly #results = new Map<string, Result | Result[]>();
   readonly #resolved: Incident[] = [];
 
   constructor(options: ResultHistoryOptions = {}) {
@@ -43,23 +47,27 @@ export class ResultHistory implements HistorySource {
 
   record(checkId: string, result: Result): void {
     if (this.#perCheck === 0) return;
-    let items = this.#results.get(checkId);
-    if (!items) {
-      items = [];
-      this.#results.set(checkId, items);
+    const kept = this.#results.get(checkId);
+    const checks = this.#results.size + (kept === undefined ? 1 : 0);
+    const keep = Math.max(1, Math.min(this.#perCheck, Math.floor(this.#total / checks)));
+    if (keep === 1 || kept === undefined) {
+      // The newest result is also the check's `lastResult`: keeping it costs one map value.
+      this.#results.set(checkId, keep === 1 ? result : [result]);
+      return;
     }
+    const items = Array.isArray(kept) ? kept : [kept];
     items.push(result);
-    // The newest result is also the check's `lastResult`: keeping it costs one array slot.
-    const keep = Math.max(1, Math.min(this.#perCheck, Math.floor(this.#total / this.#results.size)));
     if (items.length > keep) items.splice(0, items.length - keep);
+    if (items !== kept) this.#results.set(checkId, items);
   }
 
   /** The check's recent results, newest first, at most `limit`. */
   results(checkId: string, limit = this.#perCheck): Result[] {
-    const items = this.#results.get(checkId);
-    if (!items) return [];
+    const kept = this.#results.get(checkId);
+    if (kept === undefined || limit <= 0) return [];
+    if (!Array.isArray(kept)) return [kept];
     const ordered: Result[] = [];
-    for (let i = items.length - 1; i >= 0 && ordered.length < limit; i--) ordered.push(items[i] as Result);
+    for (let i = kept.length - 1; i >= 0 && ordered.length < limit; i--) ordered.push(kept[i] as Result);
     return ordered;
   }
 

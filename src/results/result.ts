@@ -44,12 +44,15 @@ export interface Result {
 export type CommandOutcome = Pick<Result, 'state' | 'reason' | 'message'> & { readonly metrics?: readonly Metric[] };
 
 /** Completes a command's outcome with the run's timing. */
+/** The metrics of a Result that has none: one shared array rather than one per run (most runs keep their Result for an interval). */
+const NO_METRICS: readonly Metric[] = Object.freeze([]);
+
 export function toResult(outcome: CommandOutcome, startedAt: number, durationMs: number): Result {
   return {
     state: outcome.state,
     reason: outcome.reason,
     message: outcome.message,
-    metrics: outcome.metrics ?? [],
+    metrics: outcome.metrics ?? NO_METRICS,
     startedAt,
     durationMs,
   };

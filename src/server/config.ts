@@ -9,6 +9,7 @@ import { substituteEnv } from './config-env.js';
 import { errorMessage, isMapping } from './config-util.js';
 import { amqpIngestSettings, type AmqpIngestSettings } from './amqp-ingest.js';
 import { loadPlugins } from './plugins.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT } from './heap-growth.js';
 import { defaultPools, type PoolRouting, type PoolSpec } from './pools.js';
 import { duration, integer, nonEmptyString } from './schema-types.js';
 import { describeValue, formatIssue, formatPath, fromZodError, prefixIssues, ValidationError, type Issue } from './validation.js';
@@ -68,6 +69,8 @@ export interface ServerConfig {
   readonly exitOnPathChange: boolean;
   /** How often that is looked at (`pathCheckInterval`); default 5 s. */
   readonly pathCheckIntervalMs: number;
+  /** How far (%) the JavaScript heap may grow past its live data before a full collection; 0 lets V8 choose; default 50. */
+  readonly heapGrowthPercent: number;
 }
 
 /** Where checks wait: the embedded queue, or PostgreSQL shared by many instances. */
@@ -245,6 +248,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
       protectReads: server.protectReads,
       exitOnPathChange: server.exitOnPathChange,
       pathCheckIntervalMs: server.pathCheckInterval,
+      heapGrowthPercent: server.heapGrowthPercent,
     },
     queue: queueConfig(queue),
     ingest: { amqp: ingest.amqp ?? null, check: ingest.check ?? {} },
@@ -318,6 +322,9 @@ export const serverSchema = z.strictObject(
     protectReads: z.boolean({ error: 'expected true or false' }).default(false).meta({ description: 'Reads of the HTTP API need the bearer token too' }),
     exitOnPathChange: z.boolean({ error: 'expected true or false' }).default(false).meta({ description: 'Stop (exit code 75) when the real path behind the install directory changes, e.g. a release deployed by switching a symlink' }),
     pathCheckInterval: durationField('How often exitOnPathChange looks at the install directory').prefault('5s'),
+    heapGrowthPercent: integer(0, 1000)
+      .default(DEFAULT_HEAP_GROWTH_PERCENT)
+      .meta({ description: 'How far (%) the JavaScript heap may grow past its live data before a full collection: lower keeps the resident size down for a little more CPU; 0 lets V8 choose (up to 4 times the live data)' }),
   },
   { error: MAPPING },
 );

@@ -36,6 +36,20 @@ describe('ResultHistory', () => {
     expect(history.results('g').map((r) => r.startedAt)).toEqual([20]);
   });
 
+  it('grows a check back to a list when forgotten checks leave room', () => {
+    const history = new ResultHistory({ perCheck: 3, total: 3 });
+    for (const id of ['a', 'b', 'c', 'd']) history.record(id, result(1));
+    // Four checks for three results: a keeps only its newest.
+    history.record('a', result(2));
+    expect(history.results('a').map((r) => r.startedAt)).toEqual([2]);
+    for (const id of ['b', 'c', 'd']) history.forget(id);
+    history.record('a', result(3));
+    history.record('a', result(4));
+    history.record('a', result(5));
+    expect(history.results('a').map((r) => r.startedAt)).toEqual([5, 4, 3]);
+    expect(history.results('a', 0)).toEqual([]);
+  });
+
   it('keeps the last resolved incidents, newest first, bounded', () => {
     const history = new ResultHistory({ resolvedIncidents: 2 });
     for (const id of ['x:1', 'x:2', 'x:3']) history.recordResolved({ id } as Incident);

@@ -136,6 +136,7 @@ checks:
       protectReads: false,
       exitOnPathChange: false,
       pathCheckIntervalMs: 5000,
+      heapGrowthPercent: 50,
     });
     expect(config.queue).toEqual({ type: 'memory' });
     expect(config.defaults).toEqual({
@@ -222,7 +223,7 @@ checks:
 describe('parseConfig problems', () => {
   it('reports every problem at once, each with its path, what was expected and what was found', async () => {
     const raw = {
-      server: { port: 70000, colour: 'blue' },
+      server: { port: 70000, colour: 'blue', heapGrowthPercent: -5 },
       queue: { type: 'postgres' },
       defaults: { interval: 'soon' },
       handlers: {
@@ -249,6 +250,7 @@ describe('parseConfig problems', () => {
     expect((error as ValidationError).issues.map(formatIssue)).toEqual([
       'extra: unknown key',
       'server.port: expected an integer 0–65535, got 70000',
+      'server.heapGrowthPercent: expected an integer 0–1000, got -5',
       'server.colour: unknown key',
       'queue.url: expected a postgres:// connection URL, got nothing',
       'defaults.interval: expected a duration like 30s, 5m, 250ms, milliseconds, or once, got "soon"',

@@ -93,6 +93,32 @@ describe('Pools: the four distributions with N = 10 (short 30 %, long 30 %, shar
   });
 });
 
+describe('Pools: running and idle', () => {
+  it('resolves onIdle once the last running task has finished, not before', async () => {
+    const { pools, tasks, release } = harness();
+    await expect(pools.onIdle()).resolves.toBeUndefined();
+    pools.submit(tasks('s', 'short', 2));
+    let idle = false;
+    const waiting = pools.onIdle().then(() => (idle = true));
+    release[0]!();
+    await vi.waitFor(() => expect(pools.running).toBe(1));
+    expect(idle).toBe(false);
+    release[1]!();
+    await waiting;
+    expect(pools.running).toBe(0);
+  });
+
+  it('frees the slot of a task that rejects, against its contract, and starts the next one', async () => {
+    const { pools, task, started } = harness();
+    const failing: PoolTask = { check: task('bad', 'short').check, run: () => Promise.reject(new Error('broke its contract')) };
+    // short has 3 slots and shared 4: 7 fill them, the 8th waits for a slot.
+    pools.submit([failing, ...Array.from({ length: 7 }, (_, i) => task(`s${i}`, 'short'))]);
+    await vi.waitFor(() => expect(started).toHaveLength(7));
+    expect(pools.running).toBe(7);
+    expect(pools.waiting).toBe(0);
+  });
+});
+
 describe('safe mode', () => {
   it('never runs two checks with the same command and attributes at once; others pass the waiting one', async () => {
     const { pools, task, started, release } = harness(true);
