@@ -4,7 +4,7 @@ import type { LookupFunction, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import type { CommandOutcome } from '../results/result.js';
-import { defineCommand, type Command, type CommandContext } from './command.js';
+import { defineCommand, listenForAbort, type Command, type CommandContext } from './command.js';
 import { httpAttributes, type HttpAttributes, type HttpTarget } from './http-attributes.js';
 import { findMismatch, statusMatches } from './http-expectations.js';
 import {
@@ -69,15 +69,16 @@ class KeepAliveAgents {
 const DAY_MS = 86_400_000;
 const EMPTY = Buffer.alloc(0);
 
-async function runHttp(attrs: HttpAttributes, { signal }: CommandContext, agents: KeepAliveAgents, lookup: LookupFunction | undefined): Promise<CommandOutcome> {
-  if (signal.aborted) return abortedBeforeSending(attrs);
-  const run = new HttpRun(attrs, signal, agents, lookup);
-  signal.addEventListener('abort', run);
+async function runHttp(attrs: HttpAttributes, ctx: CommandContext, agents: KeepAliveAgents, lookup: LookupFunction | undefined): Promise<CommandOutcome> {
+  const run = new HttpRun(attrs, agents, lookup);
+  // The run destroys its request when aborted: the request is not given the signal as well.
+  const stopListening = listenForAbort(ctx, run.onAbort);
+  if (stopListening === null) return abortedBeforeSending(attrs);
   try {
     run.send();
     return await run.outcome;
   } finally {
-    signal.removeEventListener('abort', run);
+    stopListening();
     run.destroy();
   }
 }
@@ -96,7 +97,6 @@ type Tagged<T> = T & { [RUN]?: HttpRun | undefined; [VALID_TO]?: number };
 /** One run: its hops (the request and any redirects), their timings, and the outcome it settles once. */
 class HttpRun implements RunRecord, Hop {
   readonly attrs: HttpAttributes;
-  readonly signal: AbortSignal;
   readonly agents: KeepAliveAgents;
   readonly lookup: LookupFunction | undefined;
   readonly outcome: Promise<CommandOutcome>;
@@ -141,9 +141,8 @@ class HttpRun implements RunRecord, Hop {
   truncated = false;
   cert: CertSeen | undefined;
 
-  constructor(attrs: HttpAttributes, signal: AbortSignal, agents: KeepAliveAgents, lookup: LookupFunction | undefined) {
+  constructor(attrs: HttpAttributes, agents: KeepAliveAgents, lookup: LookupFunction | undefined) {
     this.attrs = attrs;
-    this.signal = signal;
     this.agents = agents;
     this.lookup = lookup;
     this.target = attrs.target;
@@ -166,7 +165,6 @@ class HttpRun implements RunRecord, Hop {
       method: this.method,
       headers: this.headers,
       agent: attrs.keepAlive ? this.agents.for(target.protocol) : false,
-      signal: this.signal,
     };
     if (target.auth !== undefined) options.auth = target.auth;
     if (this.lookup !== undefined) options.lookup = this.lookup;
@@ -300,13 +298,13 @@ class HttpRun implements RunRecord, Hop {
     this.settle(failed(this, error));
   }
 
-  /** The signal aborted: report where the run was, and drop its connection. */
-  handleEvent(): void {
+  /** The run was aborted: report where it was, and drop its connection. */
+  readonly onAbort = (): void => {
     if (this.settled) return;
     this.timeHop(undefined);
     this.settle(timedOut(this));
     this.destroy();
-  }
+  };
 
   /** Closes the connection unless the response was read whole (a kept-alive one then returns to its pool). */
   destroy(): void {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome } from '../results/result.js';
 import { duration, integer, nonEmptyString, port } from '../server/schema-types.js';
-import { defineCommand, type Command, type CommandContext } from './command.js';
+import { defineCommand, listenForAbort, type Command, type CommandContext } from './command.js';
 
 /**
  * What `expect` became at load time: the bytes of a substring, or a compiled regular expression. Plain
@@ -82,23 +82,26 @@ export function tcpCommand(): Command<TcpAttributes> {
   return defineCommand({ name: 'tcp', attributes, run: runTcp });
 }
 
-async function runTcp(attrs: TcpAttributes, { signal }: CommandContext): Promise<CommandOutcome> {
-  if (signal.aborted) return { state: 'crit', reason: 'timeout', message: `timed out before connecting to ${target(attrs)}` };
+async function runTcp(attrs: TcpAttributes, ctx: CommandContext): Promise<CommandOutcome> {
   const probe = new TcpProbe(attrs);
-  signal.addEventListener('abort', probe);
+  const stopListening = listenForAbort(ctx, probe.onAbort);
+  if (stopListening === null) {
+    probe.destroy();
+    return { state: 'crit', reason: 'timeout', message: `timed out before connecting to ${target(attrs)}` };
+  }
   try {
     probe.start();
     return await probe.outcome;
   } finally {
-    signal.removeEventListener('abort', probe);
+    stopListening();
     probe.destroy();
   }
 }
 
 /**
  * One run's socket and its state. The socket's listeners are the module-level functions below, which
- * Node calls with `this` set to the socket, and the probe is itself the abort listener (`handleEvent`):
- * a run allocates the socket and its promise, and no listener closures. It is destroyed by `runTcp`.
+ * Node calls with `this` set to the socket: a run allocates the socket, its promise and its abort
+ * listener, and no other closures. It is destroyed by `runTcp`.
  */
 class TcpProbe extends Socket {
   readonly attrs: TcpAttributes;
@@ -145,10 +148,10 @@ class TcpProbe extends Socket {
     this.#resolve(outcome);
   }
 
-  /** The signal aborted. */
-  handleEvent(): void {
+  /** The run was aborted. */
+  readonly onAbort = (): void => {
     this.settle(timedOut(this));
-  }
+  };
 }
 
 function onConnect(this: TcpProbe): void {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
-import type { AnyCommand, CommandContext } from '../commands/command.js';
+import type { AbortListener, AnyCommand, CommandContext } from '../commands/command.js';
 import type { CheckRegistry } from '../queues/check-registry.js';
 import { EngineReasons, toResult, type CommandOutcome, type Result } from '../results/result.js';
 import type { Clock } from './clock.js';
@@ -53,8 +53,9 @@ export function runCheck(check: Check, deps: RunCheckDeps): Promise<RunOutcome> 
 /**
  * One run of a command, and the context the command sees. Up to ten thousand runs a second go through
  * here, so a run is one object: it is the command's context itself, it makes its AbortController only
- * when the command asks for `signal` (or when there is something to abort), and the server reaches it
- * at stop through `inFlight` rather than through a listener on a shared signal.
+ * when the command asks for `signal` (or when there is something to abort) and takes plain listeners
+ * through `onAbort`, and the server reaches it at stop through `inFlight` rather than through a listener
+ * on a shared signal.
  */
 class CheckRun implements CommandContext, InterruptibleRun {
   readonly checkId: string;
@@ -67,6 +68,9 @@ class CheckRun implements CommandContext, InterruptibleRun {
   readonly #startedAt: number;
   readonly #resolve: (outcome: RunOutcome) => void;
   #controller: AbortController | undefined;
+  /** What `onAbort` was given, in order; `null` until then, and once they have been called. */
+  #abortListeners: AbortListener[] | null = null;
+  #abortReason: DOMException | undefined;
   #deadlineTimer: unknown;
   #graceTimer: unknown;
   #settled = false;
@@ -85,6 +89,15 @@ class CheckRun implements CommandContext, InterruptibleRun {
 
   get signal(): AbortSignal {
     return (this.#controller ??= new AbortController()).signal;
+  }
+
+  onAbort(listener: AbortListener): (() => void) | null {
+    if (this.#abortReason !== undefined) return null;
+    (this.#abortListeners ??= []).push(listener);
+    return () => {
+      const index = this.#abortListeners?.indexOf(listener) ?? -1;
+      if (index >= 0) this.#abortListeners?.splice(index, 1);
+    };
   }
 
   start(command: AnyCommand): void {
@@ -142,9 +155,23 @@ class CheckRun implements CommandContext, InterruptibleRun {
     this.#resolve(outcome);
   }
 
-  /** Aborts the signal the command holds; one it never asked for is made aborted, in case it asks later. */
+  /**
+   * Aborts the signal the command holds (one it never asked for is made aborted, in case it asks later)
+   * and calls the `onAbort` listeners. Once: a stop during the deadline's grace changes nothing.
+   */
   #abort(reason: DOMException): void {
-    const controller = (this.#controller ??= new AbortController());
-    if (!controller.signal.aborted) controller.abort(reason);
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    (this.#controller ??= new AbortController()).abort(reason);
+    const listeners = this.#abortListeners;
+    this.#abortListeners = null;
+    for (const listener of listeners ?? []) {
+      try {
+        listener(reason);
+      } catch (error) {
+        // As an exception in the command itself: the run still settles (at the deadline's grace at the latest).
+        this.#deps.logger.warn({ err: error }, 'an abort listener threw');
+      }
+    }
   }
 }
