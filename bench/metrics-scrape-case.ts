@@ -44,6 +44,8 @@ export interface ScrapeFigures {
   readonly bytes: number;
   /** Sample lines (neither `#` lines nor blank ones). */
   readonly series: number;
+  /** Of those, vigil's own (`vigil_…`): the same on both paths, where Node's process metrics may gain a GC kind between scrapes. */
+  readonly vigilSeries: number;
   /** CPU (user + system) of this process during the scrape, ms. */
   readonly cpuMs: number;
   /** Longest delay of a 1 ms timer during the scrape (`monitorEventLoopDelay` max): the longest block, ms. */
@@ -83,19 +85,19 @@ lines.on('line', (url) => {
   const started = performance.now();
   const reply = (value) => process.stdout.write(JSON.stringify(value) + '\\n');
   http.get(url, { agent: false }, (res) => {
-    let bytes = 0, series = 0, atLineStart = true;
+    let bytes = 0, series = 0, vigilSeries = 0, atLineStart = true;
     res.on('data', (chunk) => {
       bytes += chunk.length;
       let at = 0;
       while (at < chunk.length) {
-        if (atLineStart) { const first = chunk[at]; if (first !== 35 && first !== 10) series++; }
+        if (atLineStart) { const first = chunk[at]; if (first !== 35 && first !== 10) { series++; if (first === 118) vigilSeries++; } }
         const end = chunk.indexOf(10, at);
         if (end < 0) { atLineStart = false; break; }
         atLineStart = true;
         at = end + 1;
       }
     });
-    res.on('end', () => reply({ status: res.statusCode, contentType: res.headers['content-type'], cacheControl: res.headers['cache-control'], bytes, series, wallMs: performance.now() - started }));
+    res.on('end', () => reply({ status: res.statusCode, contentType: res.headers['content-type'], cacheControl: res.headers['cache-control'], bytes, series, vigilSeries, wallMs: performance.now() - started }));
     res.on('error', (error) => reply({ error: error.message }));
   }).on('error', (error) => reply({ error: error.message }));
 });
@@ -108,6 +110,7 @@ interface ClientAnswer {
   readonly cacheControl: string;
   readonly bytes: number;
   readonly series: number;
+  readonly vigilSeries: number;
   readonly wallMs: number;
 }
 
@@ -227,7 +230,7 @@ async function runMetricsScrapeCase(input: MetricsScrapeCaseInput): Promise<Metr
         delay.disable();
         if (got.status !== 200) throw new Error(`Expected ${route} to answer 200, got ${got.status}`);
         answer = `${got.status} ${got.contentType}; cache-control: ${got.cacheControl}`;
-        measured.push({ wallMs: got.wallMs, bytes: got.bytes, series: got.series, cpuMs, maxBlockMs: delay.max / 1e6, p99BlockMs: delay.percentile(99) / 1e6 });
+        measured.push({ wallMs: got.wallMs, bytes: got.bytes, series: got.series, vigilSeries: got.vigilSeries, cpuMs, maxBlockMs: delay.max / 1e6, p99BlockMs: delay.percentile(99) / 1e6 });
       }
     } finally {
       clearInterval(rssSampler);

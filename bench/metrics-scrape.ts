@@ -67,6 +67,7 @@ export const metricsScrapeBenchmark: Benchmark = {
     ];
     const answers = new Set([...old, ...streamed].map((c) => c.answer));
     const series = new Set([...before.scrapes, ...after.scrapes].map((s) => s.series));
+    const vigilSeries = new Set([...before.scrapes, ...after.scrapes].map((s) => s.vigilSeries));
     return {
       tables: [
         {
@@ -78,7 +79,7 @@ export const metricsScrapeBenchmark: Benchmark = {
       notes: [
         `metrics-scrape: the prometheus handler fed one run per check directly (tcp and http commands, 7 in 10 ok, a connect_time gauge each, a counter for 1 in 5), collectDefaultMetrics on the registry, vigil's HTTP endpoint, a client in another process GETting on fresh connections; ${sizes.rounds} case(s) per path alternating, each a fresh process, 1 warm-up scrape + ${sizes.scrapes} measured.`,
         'metrics-scrape: scrape ms = request to last byte at the client (median); cpu ms = this process, user + system (median); block ms = median over scrapes of the longest delay of a 1 ms timer (monitorEventLoopDelay max), worst ms = the longest of all; idle ms = the same over 500 ms with no scrape (the machine\'s own noise); rss MB before scraping, peak MB sampled every 10 ms while scraping.',
-        `metrics-scrape: every answer: ${[...answers].join(' | ')}; series per scrape: ${[...series].map((n) => fmt(n)).join(', ')}${series.size === 1 ? ' (old and new alike)' : ' (DIFFER between paths)'}.`,
+        `metrics-scrape: every answer: ${[...answers].join(' | ')}; series per scrape: ${[...series].map((n) => fmt(n)).join(', ')}, of them vigil_*: ${[...vigilSeries].map((n) => fmt(n)).join(', ')}${vigilSeries.size === 1 ? ' (old and new alike; Node\'s process metrics may gain a GC kind, 9 series, between scrapes)' : ' (vigil_* series DIFFER between paths)'}.`,
       ],
     };
   },
