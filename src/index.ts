@@ -32,7 +32,7 @@ export { ResultHistory, type ResultHistoryOptions } from './results/result-histo
 export { initialCheckState, type Check, type CheckSpec, type CheckState, type StateType } from './checks/check.js';
 export { transition, acknowledge, type Transition } from './checks/state-machine.js';
 
-export { defineCommand, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
+export { defineCommand, listenForAbort, type AbortListener, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
 export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
 export { httpCommand, type HttpAttributes } from './commands/http.js';
 export { pingCommand, type PingAttributes } from './commands/ping.js';

@@ -4,19 +4,21 @@ import { PING_INTERVAL_MS, RESOLVER_FAILURES, type PingEngine, type PingReply, t
 export interface FpingPingEngineOptions {
   /** The fping program (5.x), a path or a name looked up on `PATH`. Default `fping`. */
   readonly executable?: string;
-  /** How long (ms) the first run of a batch waits for more runs to join it before its fping starts. Default 20. */
+  /** How long (ms) the first run of a batch waits for more runs to join it before its fping starts. Default 100. */
   readonly batchWindowMs?: number;
   /** Most distinct hosts one fping process pings; a batch that reaches it starts at once. Default 100. */
   readonly maxHostsPerProcess?: number;
 }
 
 /**
- * 20 ms: checks are spread over their interval, so those due within a few ms of each other arrive on
- * different timer ticks, not in one burst; a window of 20 ms collects them (with 10,000 checks every
- * 60 s, about 3 a batch, and a whole batch when many fall due at once), and adds little to a run that
- * takes (count − 1) × 200 ms plus the round trips.
+ * 100 ms: checks are spread over their interval, so they arrive one by one, not in bursts, and each
+ * fping process costs vigil about a millisecond of CPU to start (a fork of a large process) whatever it
+ * pings. With runs arriving 10 ms apart (`npm run bench -- --only ping`), a 20 ms window batched about 2
+ * a process, 2.3 times less CPU a ping than a process per run; 100 ms batches about 10, 5.9 times less.
+ * A run waits at most that long before its first packet, half of the 200 ms between two requests of one
+ * run; a full batch starts at once.
  */
-const DEFAULT_BATCH_WINDOW_MS = 20;
+const DEFAULT_BATCH_WINDOW_MS = 100;
 /**
  * fping's `-i`: the least gap (ms) between any two requests of one process. 1 ms is the least fping
  * built with safe limits lets unprivileged users ask for (its default, 10 ms, would stretch a round of
