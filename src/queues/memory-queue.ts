@@ -5,15 +5,20 @@ const DUE_EARLIER: QueueEvent = Object.freeze({ type: 'due-earlier' });
 
 /** A check in the heap, with its position kept on the entry so a sift step costs no map write. */
 interface Entry {
-  readonly check: Check;
+  check: Check;
   /** The due time the entry is ordered by (the check's `dueAt` when it was pushed). */
-  readonly dueAt: number;
+  dueAt: number;
+  /** Position in the heap; −1 while the check is claimed. */
   index: number;
 }
 
 /**
  * The embedded queue: a binary min-heap on due time, each check's entry findable by id so a check can
- * be taken out or moved in O(log n). Claimed checks are not held here: whoever claims owns them.
+ * be taken out or moved in O(log n). Claimed checks are not held here: whoever claims owns them. Their
+ * entries stay in the map (at index −1) and serve again when the check comes back, so a run costs the
+ * map nothing: deleting and re-adding an entry per run made V8 keep the deleted entries reachable
+ * until the table was rebuilt, and move them to the old generation (see server/in-flight-runs.ts).
+ * `remove`, and a completion that does not put the check back, drop the entry.
  */
 export class MemoryQueue implements Queue {
   readonly #heap: Entry[] = [];
@@ -23,25 +28,39 @@ export class MemoryQueue implements Queue {
 
   /** Puts a check in line at its `dueAt`. A check with the same id already waiting is replaced. */
   push(check: Check): void {
-    this.remove(check.spec.id);
-    const entry: Entry = { check, dueAt: check.dueAt, index: this.#heap.length };
+    const id = check.spec.id;
+    let entry = this.#entries.get(id);
+    if (entry === undefined) {
+      entry = { check, dueAt: check.dueAt, index: -1 };
+      this.#entries.set(id, entry);
+    } else {
+      if (entry.index >= 0) this.#removeAt(entry.index);
+      entry.check = check;
+      entry.dueAt = check.dueAt;
+    }
+    entry.index = this.#heap.length;
     this.#heap.push(entry);
-    this.#entries.set(check.spec.id, entry);
     this.#siftUp(entry);
     if (entry.index === 0) this.#notify();
   }
 
-  /** Takes a waiting check out of line; returns it, or `undefined` when none waits with that id. */
+  /**
+   * Takes a waiting check out of line and forgets it (a claimed one too); returns the waiting check,
+   * or `undefined` when none waits with that id.
+   */
   remove(id: string): Check | undefined {
     const entry = this.#entries.get(id);
     if (entry === undefined) return undefined;
+    this.#entries.delete(id);
+    if (entry.index < 0) return undefined;
     this.#removeAt(entry.index);
     return entry.check;
   }
 
   /** The waiting check with this id. */
   get(id: string): Check | undefined {
-    return this.#entries.get(id)?.check;
+    const entry = this.#entries.get(id);
+    return entry !== undefined && entry.index >= 0 ? entry.check : undefined;
   }
 
   /** Checks waiting in line (not claimed). */
@@ -71,6 +90,8 @@ export class MemoryQueue implements Queue {
     if (nextDueAt !== null) {
       check.dueAt = nextDueAt;
       this.push(check);
+    } else if (this.#entries.get(check.spec.id)?.index === -1) {
+      this.#entries.delete(check.spec.id);
     }
     return Promise.resolve();
   }
@@ -100,7 +121,7 @@ export class MemoryQueue implements Queue {
   #removeAt(index: number): void {
     const heap = this.#heap;
     const removed = heap[index] as Entry;
-    this.#entries.delete(removed.check.spec.id);
+    removed.index = -1;
     const last = heap.pop() as Entry;
     if (index === heap.length) return;
     heap[index] = last;

@@ -4,6 +4,7 @@ import type { AbortListener, AnyCommand, CommandContext } from '../commands/comm
 import type { CheckRegistry } from '../queues/check-registry.js';
 import { EngineReasons, toResult, type CommandOutcome, type Result } from '../results/result.js';
 import type { Clock } from './clock.js';
+import type { InFlightRuns, InterruptibleRun } from './in-flight-runs.js';
 
 export interface RunCheckDeps {
   readonly commands: ReadonlyMap<string, AnyCommand>;
@@ -11,18 +12,12 @@ export interface RunCheckDeps {
   /** The run's child logger. */
   readonly logger: Logger;
   /**
-   * Runs whose command is under way. A run is in this set from the moment its command starts until it
+   * Runs whose command is under way. A run is in it from the moment its command starts until it
    * settles, so that a server giving up on them at stop can `interrupt()` each one.
    */
-  readonly inFlight?: Set<InterruptibleRun>;
+  readonly inFlight?: InFlightRuns;
   /** Passed to the command as `ctx.checks`. */
   readonly checks?: CheckRegistry | undefined;
-}
-
-/** A run in flight, as the server sees it when it stops. */
-export interface InterruptibleRun {
-  /** Aborts the command and settles the run as `shutdown` at once: no Result counts. */
-  interrupt(): void;
 }
 
 /** A run's Result, or `shutdown` when the server stopped it before it finished (no Result counts). */
@@ -74,6 +69,7 @@ class CheckRun implements CommandContext, InterruptibleRun {
   #deadlineTimer: unknown;
   #graceTimer: unknown;
   #settled = false;
+  inFlightSlot = -1;
 
   constructor(check: Check, deps: RunCheckDeps, startedAt: number, resolve: (outcome: RunOutcome) => void) {
     this.checkId = check.spec.id;

@@ -13,7 +13,8 @@ import { systemClock, type Clock } from './clock.js';
 import type { ServerEvents } from './events.js';
 import { HandlerChain } from './handler-chain.js';
 import { defaultPools, Pools, type PoolRouting, type PoolSpec, type PoolStats } from './pools.js';
-import { runCheck, type InterruptibleRun } from './run-check.js';
+import { InFlightRuns } from './in-flight-runs.js';
+import { runCheck } from './run-check.js';
 
 export interface ServerOptions {
   readonly queue: Queue;
@@ -79,7 +80,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
   readonly #lateThresholdMs: number;
   readonly #pools: Pools;
   /** Runs whose command is under way, for stop to interrupt when it gives up waiting. */
-  readonly #inFlight = new Set<InterruptibleRun>();
+  readonly #inFlight = new InFlightRuns();
   /** `process` hooks still running; stop waits for them. */
   readonly #handlerWork = new Set<Promise<void>>();
 

@@ -103,6 +103,30 @@ describe('MemoryQueue', () => {
     expect((await queue.claim(1_000, 10)).map((c) => c.spec.id)).toEqual(['c', 'b']);
   });
 
+  it('does not show a claimed check as waiting; one pushed back is in line again, one removed while claimed is forgotten', async () => {
+    const queue = new MemoryQueue();
+    queue.push(check('a', 100));
+    queue.push(check('b', 200));
+    const [a, b] = (await queue.claim(1_000, 2)) as [Check, Check];
+    expect(queue.get('a')).toBeUndefined();
+    expect(queue.waiting).toBe(0);
+    // Claimed: nothing waits to be removed, and the check is forgotten, so coming back is a fresh push.
+    expect(queue.remove('b')).toBeUndefined();
+    a.dueAt = 150;
+    queue.push(a);
+    b.dueAt = 120;
+    queue.push(b);
+    expect(queue.get('a')).toBe(a);
+    expect((await queue.claim(1_000, 10)).map((c) => `${c.spec.id}@${c.dueAt}`)).toEqual(['b@120', 'a@150']);
+    // Claimed again, then pushed while it is still claimed elsewhere: one place in line, the latest.
+    a.dueAt = 300;
+    queue.push(a);
+    a.dueAt = 250;
+    queue.push(a);
+    expect(queue.waiting).toBe(1);
+    expect(await queue.nextDueAt()).toBe(250);
+  });
+
   it('reports the due time of the earliest waiting check', async () => {
     const queue = new MemoryQueue();
     expect(await queue.nextDueAt()).toBeNull();

@@ -159,6 +159,18 @@ describe('TrackedMemoryPool.update', () => {
     expect(pool.status('a')).toBe('waiting');
   });
 
+  it('moves a running check whose pool changed into the line of its new pool when it completes, and out of the old one', async () => {
+    const { pool } = setup();
+    pool.partitionBy((spec) => spec.pool ?? 'default');
+    pool.add(checkSpec({ id: 'a', pool: 'fast' }), { dueAt: T0 });
+    const [check] = await pool.claimFrom(T0, 1, 'fast');
+    expect(check?.spec.id).toBe('a');
+    pool.update(checkSpec({ id: 'a', pool: 'slow' }));
+    await completeRegular(pool, check as Check, T0 + 60_000);
+    expect(await pool.claimFrom(T0 + 60_000, 10, 'fast')).toEqual([]);
+    expect((await pool.claimFrom(T0 + 60_000, 10, 'slow')).map((c) => c.spec.id)).toEqual(['a']);
+  });
+
   it('puts a running check whose interval changed on its new grid when it completes', async () => {
     const { pool, clock } = setup();
     pool.add(checkSpec({ id: 'a', intervalMs: 60_000 }), { dueAt: T0 });

@@ -7,7 +7,8 @@ import { defineCommand, listenForAbort, type AbortListener, type AnyCommand, typ
 import { httpCommand } from '../../src/commands/http.js';
 import type { CommandOutcome } from '../../src/results/result.js';
 import { systemClock } from '../../src/server/clock.js';
-import { runCheck, type InterruptibleRun } from '../../src/server/run-check.js';
+import { InFlightRuns } from '../../src/server/in-flight-runs.js';
+import { runCheck } from '../../src/server/run-check.js';
 import { checkSpec, outcome } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
 
@@ -32,7 +33,7 @@ function check(command: string, timeoutMs: number, attributes: unknown = {}): Ch
   return { spec: checkSpec({ id: 'c', command, timeoutMs, attributes }), state: initialCheckState, dueAt: Date.now(), slotAt: Date.now() };
 }
 
-function run(command: AnyCommand, target: Check, inFlight?: Set<InterruptibleRun>) {
+function run(command: AnyCommand, target: Check, inFlight?: InFlightRuns) {
   return runCheck(target, { commands: new Map([[command.name, command]]), clock: systemClock, logger: silentLogger(), ...(inFlight ? { inFlight } : {}) });
 }
 
@@ -49,7 +50,7 @@ describe('runCheck: abort listeners', () => {
 
   it('tells it when the server interrupts the run at stop, and the run settles as shutdown', async () => {
     const seen: { reason?: unknown } = {};
-    const inFlight = new Set<InterruptibleRun>();
+    const inFlight = new InFlightRuns();
     const running = run(listeningCommand(seen), check('listening', 60_000), inFlight);
     expect(inFlight.size).toBe(1);
     for (const each of inFlight) each.interrupt();
