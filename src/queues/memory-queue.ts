@@ -18,7 +18,7 @@ interface Entry {
  * entries stay in the map (at index −1) and serve again when the check comes back, so a run costs the
  * map nothing: deleting and re-adding an entry per run made V8 keep the deleted entries reachable
  * until the table was rebuilt, and move them to the old generation (see server/in-flight-runs.ts).
- * `remove`, and a completion that does not put the check back, drop the entry.
+ * `forget`, and a completion that does not put the check back, drop the entry.
  */
 export class MemoryQueue implements Queue {
   readonly #heap: Entry[] = [];
@@ -45,16 +45,21 @@ export class MemoryQueue implements Queue {
   }
 
   /**
-   * Takes a waiting check out of line and forgets it (a claimed one too); returns the waiting check,
-   * or `undefined` when none waits with that id.
+   * Takes a waiting check out of line; returns it, or `undefined` when none waits with that id. Its
+   * entry stays for when it is pushed again (a check moved to another time); `forget` drops it.
    */
   remove(id: string): Check | undefined {
     const entry = this.#entries.get(id);
-    if (entry === undefined) return undefined;
-    this.#entries.delete(id);
-    if (entry.index < 0) return undefined;
+    if (entry === undefined || entry.index < 0) return undefined;
     this.#removeAt(entry.index);
     return entry.check;
+  }
+
+  /** Takes a check out of line for good, waiting or claimed; returns it if it was waiting. */
+  forget(id: string): Check | undefined {
+    const removed = this.remove(id);
+    this.#entries.delete(id);
+    return removed;
   }
 
   /** The waiting check with this id. */
@@ -90,8 +95,8 @@ export class MemoryQueue implements Queue {
     if (nextDueAt !== null) {
       check.dueAt = nextDueAt;
       this.push(check);
-    } else if (this.#entries.get(check.spec.id)?.index === -1) {
-      this.#entries.delete(check.spec.id);
+    } else {
+      this.forget(check.spec.id);
     }
     return Promise.resolve();
   }

@@ -117,7 +117,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     if (!tracked || tracked.removed) return false;
     if (tracked.status === 'running') tracked.removed = true;
     else {
-      this.#lines.get(tracked.line)?.remove(id);
+      this.#lines.get(tracked.line)?.forget(id);
       this.#tracked.delete(id);
     }
     this.#emit({ type: 'removed', checkId: id });
@@ -208,7 +208,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   #enqueue(tracked: Tracked): void {
     const key = this.#partition(tracked.check.spec);
     // A check whose pool changed leaves its old line for good.
-    if (tracked.line !== key) this.#lines.get(tracked.line)?.remove(tracked.check.spec.id);
+    if (tracked.line !== key) this.#lines.get(tracked.line)?.forget(tracked.check.spec.id);
     let line = this.#lines.get(key);
     if (!line) {
       line = new MemoryQueue();
@@ -224,7 +224,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     // The check object may be stale: removed and added again under the same id while it ran.
     if (!tracked || tracked.check !== check) return Promise.resolve();
     if (tracked.removed) {
-      this.#lines.get(tracked.line)?.remove(check.spec.id);
+      this.#lines.get(tracked.line)?.forget(check.spec.id);
       this.#tracked.delete(check.spec.id);
       return Promise.resolve();
     }
@@ -244,9 +244,6 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
     if (due !== null) {
       check.dueAt = due;
       this.#enqueue(tracked);
-    } else {
-      // Done: its line keeps nothing for it (a line keeps a claimed check's entry for its return).
-      this.#lines.get(tracked.line)?.remove(check.spec.id);
     }
     return Promise.resolve();
   }

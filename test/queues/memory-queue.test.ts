@@ -100,18 +100,21 @@ describe('MemoryQueue', () => {
     expect(queue.remove('a')).toBeUndefined();
     expect(queue.get('a')).toBeUndefined();
     expect(queue.remove('nope')).toBeUndefined();
-    expect((await queue.claim(1_000, 10)).map((c) => c.spec.id)).toEqual(['c', 'b']);
+    expect(queue.forget('b')?.spec.id).toBe('b');
+    expect(queue.forget('b')).toBeUndefined();
+    expect((await queue.claim(1_000, 10)).map((c) => c.spec.id)).toEqual(['c']);
   });
 
-  it('does not show a claimed check as waiting; one pushed back is in line again, one removed while claimed is forgotten', async () => {
+  it('does not show a claimed check as waiting; one pushed back is in line again, one forgotten while claimed comes back fresh', async () => {
     const queue = new MemoryQueue();
     queue.push(check('a', 100));
     queue.push(check('b', 200));
     const [a, b] = (await queue.claim(1_000, 2)) as [Check, Check];
     expect(queue.get('a')).toBeUndefined();
     expect(queue.waiting).toBe(0);
-    // Claimed: nothing waits to be removed, and the check is forgotten, so coming back is a fresh push.
-    expect(queue.remove('b')).toBeUndefined();
+    // Claimed: nothing waits to be removed or forgotten.
+    expect(queue.remove('a')).toBeUndefined();
+    expect(queue.forget('b')).toBeUndefined();
     a.dueAt = 150;
     queue.push(a);
     b.dueAt = 120;
