@@ -69,7 +69,7 @@ export interface ServerConfig {
   readonly exitOnPathChange: boolean;
   /** How often that is looked at (`pathCheckInterval`); default 5 s. */
   readonly pathCheckIntervalMs: number;
-  /** How far (%) the JavaScript heap may grow past its live data before a full collection; 0 lets V8 choose; default 50. */
+  /** How far (%) the JavaScript heap may grow past its live data before a full collection; 0 lets V8 choose; default 30. */
   readonly heapGrowthPercent: number;
 }
 

@@ -2,11 +2,12 @@ import { setFlagsFromString } from 'node:v8';
 
 /**
  * The daemon's default `server.heapGrowthPercent`. Measured with 100,000 checks at 10,000 runs/s
- * (`npm run bench -- --only scheduler`, 2 cores): V8's own choice let the heap grow to about 2.5 times
- * the live data (RSS 360–530 MB, 17 µs of CPU a run); 50 % gave RSS 293 MB for 21 µs a run, p99 lag
- * 3 ms; 30 % gave 282 MB but 26 µs a run, and its more frequent full collections pushed p99 lag to 18 ms.
+ * (`npm run bench -- --only scheduler`, 2 cores, a few runs each): V8's own choice gave RSS 294–349 MB
+ * at 13–17 µs of CPU a run; 50 % gave 277–317 MB at 14–21 µs; 30 % gave 267–272 MB at 15–20 µs, p99
+ * lag 1–3 ms throughout. (Before runs stopped leaking into the old generation, 30 % cost 26 µs a run
+ * and 18 ms of p99 lag: see server/in-flight-runs.ts.)
  */
-export const DEFAULT_HEAP_GROWTH_PERCENT = 50;
+export const DEFAULT_HEAP_GROWTH_PERCENT = 30;
 
 /**
  * Sets how far (%) V8 lets the JavaScript heap grow past what its last full collection kept before it

@@ -136,7 +136,7 @@ checks:
       protectReads: false,
       exitOnPathChange: false,
       pathCheckIntervalMs: 5000,
-      heapGrowthPercent: 50,
+      heapGrowthPercent: 30,
     });
     expect(config.queue).toEqual({ type: 'memory' });
     expect(config.defaults).toEqual({
