@@ -10,6 +10,7 @@ import type { AnyCommand } from '../src/commands/command.js';
 import { httpCommand } from '../src/commands/http.js';
 import { tcpCommand } from '../src/commands/tcp.js';
 import type { Benchmark, BenchReport, Ratio, Table } from './benchmark.js';
+import { closedLoop } from './closed-loop.js';
 import { httpSpecs, targetScript as httpTargetScript } from './http.js';
 import { fmt, markUsage, NA, processCpuMicros, progress, usageSince, within } from './measure.js';
 import { measureSaturated, startPipeline } from './pipeline.js';
@@ -189,7 +190,7 @@ async function exporterRound(exporter: BlackboxExporter, module: Module, count: 
   const { ports } = module.target;
   const targetBefore = processCpuMicros(module.target.pid);
   const mark = markUsage(exporter.pid);
-  const { done, errors } = await closedLoop(count, Date.now() + ROUND_LIMIT_MS, (i, finish) => exporter.probe(module.probePath(ports[i % ports.length] as number), finish));
+  const { done, errors } = await closedLoop(CONCURRENCY, count, Date.now() + ROUND_LIMIT_MS, (i, finish) => exporter.probe(module.probePath(ports[i % ports.length] as number), finish));
   const usage = usageSince(mark);
   const targetCpuMicros = processCpuMicros(module.target.pid) - targetBefore;
   return { label, runs: done, errors, wallMs: usage.wallMs, cpuMicros: usage.otherCpuMicros, driverCpuMicros: usage.cpuMicros, targetCpuMicros };
@@ -207,29 +208,6 @@ async function vigilRound(module: Module, runs: number, label: string): Promise<
   }
 }
 
-/** Starts `count` units of work (`start(i, finish)`), `CONCURRENCY` at a time, none after `deadline`. */
-function closedLoop(count: number, deadline: number, start: (i: number, finish: (ok: boolean) => void) => void): Promise<{ done: number; errors: number }> {
-  return new Promise((resolve) => {
-    let started = 0;
-    let active = 0;
-    let done = 0;
-    let errors = 0;
-    function launch(): void {
-      while (active < CONCURRENCY && started < count && Date.now() < deadline) {
-        active++;
-        start(started++, finish);
-      }
-      if (active === 0) resolve({ done, errors });
-    }
-    function finish(ok: boolean): void {
-      active--;
-      done++;
-      if (!ok) errors++;
-      launch();
-    }
-    launch();
-  });
-}
 
 /**
  * Runs the exporter (`"$@"`) under `sh`, which prints the exporter's pid (for its CPU in /proc), kills

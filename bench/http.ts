@@ -3,6 +3,7 @@ import type { CheckSpec } from '../src/checks/check.js';
 import type { AnyCommand } from '../src/commands/command.js';
 import { httpCommand } from '../src/commands/http.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
+import { closedLoop } from './closed-loop.js';
 import { fmt, markUsage, progress, rssMB, usageSince, type Usage } from './measure.js';
 import { benchSpec, measureSaturated, parseAttributes, startPipeline } from './pipeline.js';
 import { multiPortTargetScript, startTargetProcess, type TargetProcess } from './processes.js';
@@ -166,34 +167,11 @@ const fetchGet: Get = (port, done) => {
 /** `count` GETs with `get`, `CONCURRENCY` at a time, round the target ports. */
 async function bareRound(target: TargetProcess, count: number, label: string, get: Get): Promise<Round> {
   const mark = markUsage(target.pid);
-  const { done, errors } = await closedLoop(target.ports, count, Date.now() + ROUND_LIMIT_MS, get);
+  const { done, errors } = await closedLoop(CONCURRENCY, count, Date.now() + ROUND_LIMIT_MS, (i, finish) => get(target.ports[i % target.ports.length] as number, finish));
   const usage = usageSince(mark);
   return { label, runs: done, errors, usage, rssMB: rssMB() };
 }
 
-function closedLoop(ports: readonly number[], count: number, deadline: number, get: Get): Promise<{ done: number; errors: number }> {
-  return new Promise((resolve) => {
-    let started = 0;
-    let active = 0;
-    let done = 0;
-    let errors = 0;
-    function launch(): void {
-      while (active < CONCURRENCY && started < count && Date.now() < deadline) {
-        started++;
-        active++;
-        get(ports[started % ports.length] as number, finish);
-      }
-      if (active === 0) resolve({ done, errors });
-    }
-    function finish(ok: boolean): void {
-      active--;
-      done++;
-      if (!ok) errors++;
-      launch();
-    }
-    launch();
-  });
-}
 
 /**
  * vigil saturated: `checks` one-shot http checks, all due at once, each made due again (`reschedule`) as

@@ -137,6 +137,10 @@ async function bareRound(target: TargetProcess, count: number, label: string): P
   return { label, runs: done, errors, usage, lag: null, rssMB: rssMB() };
 }
 
+/**
+ * `closedLoop` (bench/closed-loop.ts) written out for connects: the bare loop's sockets take
+ * module-level listeners rather than a closure each, so that the baseline costs what a connect costs.
+ */
 function bareConnects(ports: readonly number[], count: number, deadline: number): Promise<{ done: number; errors: number }> {
   return new Promise((resolve) => {
     let started = 0;

@@ -1,5 +1,4 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -9,7 +8,8 @@ import { pingCommand, type PingAttributes } from '../../src/commands/ping.js';
 import type { PingEngine, PingReply, PingTarget } from '../../src/commands/ping-engine.js';
 import { defaultPingEngine, findExecutable } from '../../src/commands/ping-engine-choice.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
-import { createTestHost, destroyTestHosts, testNamespacesLeft, type TestHost, type TestHostOptions } from '../helpers/netns.js';
+import { RATE_LIMITED_ECHO, SILENT_ECHO, useTestHosts } from '../helpers/netns.js';
+import { childrenNamed } from '../helpers/processes.js';
 
 /**
  * The fping engine against the real fping (Debian's fping 5.x, which these tests need on PATH):
@@ -23,10 +23,6 @@ import { createTestHost, destroyTestHosts, testNamespacesLeft, type TestHost, ty
  * characters), so the test sends no DNS query off the machine.
  */
 const UNRESOLVABLE = `${'a'.repeat(64)}.invalid`;
-/** Echo replies are ICMP type 0: bit 0 of `icmp_ratemask`. */
-const ECHO_REPLY_MASK = 1 << 0;
-/** See ping-netns.test.ts: a fresh host with this limit answers the first 3 requests and drops the rest. */
-const RATELIMIT_MS = 20_000;
 
 const FPING = findExecutable('fping', process.env.PATH ?? '');
 
@@ -75,24 +71,6 @@ function signal(): AbortSignal {
   return AbortSignal.timeout(15_000);
 }
 
-/** Pids of this process's `fping` children, read from /proc. */
-function fpingChildren(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // the process ended while the directory was read
-    }
-    // `pid (comm) state ppid …`; comm may itself hold spaces or parentheses.
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (comm === 'fping' && ppid === process.pid) pids.push(Number(entry));
-  }
-  return pids;
-}
 
 function expectAnswered(reply: PingReply, sent: number): void {
   expect(reply).toMatchObject({ kind: 'reply', sent, received: sent });
@@ -216,20 +194,20 @@ describe('fping engine: abort', () => {
       (error: unknown) => error,
     );
     const others = Promise.all([engine.ping(target('127.0.0.2', { count: 5 }), signal()), engine.ping(target('127.0.0.1', { count: 5 }), signal())]);
-    await vi.waitFor(() => expect(fpingChildren()).toHaveLength(1), { timeout: 5000, interval: 10 });
+    await vi.waitFor(() => expect(childrenNamed('fping')).toHaveLength(1), { timeout: 5000, interval: 10 });
     const reason = new Error('deadline');
     controller.abort(reason);
     expect(await settled).toBe(reason);
     // Rejected without waiting for the batch: its process still runs, and goes on for the others,
     // each of which gets all 5 of its requests answered.
-    expect(fpingChildren()).toHaveLength(1);
+    expect(childrenNamed('fping')).toHaveLength(1);
     const [other, same] = await others;
     expectAnswered(other, 5);
     expectAnswered(same, 5);
   });
 
   it('kills fping when every run of its batch aborted; the last rejects once the process is gone', async () => {
-    expect(fpingChildren()).toEqual([]);
+    expect(childrenNamed('fping')).toEqual([]);
     const engine = fpingPingEngine();
     const first = new AbortController();
     const last = new AbortController();
@@ -241,42 +219,27 @@ describe('fping engine: abort', () => {
         (error: unknown) => error,
       ),
     );
-    await vi.waitFor(() => expect(fpingChildren()).toHaveLength(1), { timeout: 5000, interval: 10 });
+    await vi.waitFor(() => expect(childrenNamed('fping')).toHaveLength(1), { timeout: 5000, interval: 10 });
     const started = performance.now();
     const firstReason = new Error('first deadline');
     first.abort(firstReason);
     expect(await firstSettled).toBe(firstReason);
-    expect(fpingChildren()).toHaveLength(1);
+    expect(childrenNamed('fping')).toHaveLength(1);
     const lastReason = new Error('last deadline');
     last.abort(lastReason);
     expect(await lastSettled).toBe(lastReason);
     expect(performance.now() - started).toBeLessThan(2000);
     // Settled on `close`: the child has exited and been reaped, so it is no longer in /proc.
-    expect(fpingChildren()).toEqual([]);
+    expect(childrenNamed('fping')).toEqual([]);
   });
 });
 
 describe('fping engine: against test hosts in network namespaces', () => {
-  const hosts: TestHost[] = [];
-
-  async function testHost(options?: TestHostOptions): Promise<TestHost> {
-    const host = await createTestHost(options);
-    hosts.push(host);
-    return host;
-  }
-
-  afterEach(async () => {
-    for (const host of hosts.splice(0).reverse()) await host.destroy();
-  });
-
-  afterAll(async () => {
-    await destroyTestHosts();
-    expect(await testNamespacesLeft()).toEqual([]);
-  });
+  const testHost = useTestHosts();
 
   it('reports no replies from a host that ignores echo requests and partial loss from one that rate-limits, in one batch with loopback', async () => {
-    const silent = await testHost({ sysctls: { 'net.ipv4.icmp_echo_ignore_all': 1 } });
-    const limited = await testHost({ sysctls: { 'net.ipv4.icmp_ratemask': ECHO_REPLY_MASK, 'net.ipv4.icmp_ratelimit': RATELIMIT_MS } });
+    const silent = await testHost({ sysctls: SILENT_ECHO });
+    const limited = await testHost({ sysctls: RATE_LIMITED_ECHO });
     const engine = recording();
     const settings = { count: 5, packetTimeoutMs: 300 };
     const [none, some, loopback] = await Promise.all([
@@ -294,8 +257,8 @@ describe('fping engine: against test hosts in network namespaces', () => {
   });
 
   it('gives the ping command the same outcomes as the process engine for those hosts', async () => {
-    const silent = await testHost({ sysctls: { 'net.ipv4.icmp_echo_ignore_all': 1 } });
-    const limited = await testHost({ sysctls: { 'net.ipv4.icmp_ratemask': ECHO_REPLY_MASK, 'net.ipv4.icmp_ratelimit': RATELIMIT_MS } });
+    const silent = await testHost({ sysctls: SILENT_ECHO });
+    const limited = await testHost({ sysctls: RATE_LIMITED_ECHO });
     const ping = pingCommand(fpingPingEngine());
     const [unreachable, lossy] = await Promise.all([
       ping.run(parse(ping, { host: silent.address, count: 3, packetTimeout: '300ms' }), ctx()),

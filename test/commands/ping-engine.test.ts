@@ -1,6 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { parsePingOutput, pingArguments, processPingEngine, type PingTarget } from '../../src/commands/ping-engine.js';
+import { childrenNamed } from '../helpers/processes.js';
 
 /**
  * A name the resolver rejects on this machine without asking any server (a label may be at most 63
@@ -14,24 +14,6 @@ function target(overrides: Partial<PingTarget> = {}): PingTarget {
   return { host: '127.0.0.1', count: 2, packetSize: 56, packetTimeoutMs: 1000, ...overrides };
 }
 
-/** Pids of this process's `ping` children, read from /proc. */
-function pingChildren(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // the process ended while the directory was read
-    }
-    // `pid (comm) state ppid …`; comm may itself hold spaces or parentheses.
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (comm === 'ping' && ppid === process.pid) pids.push(Number(entry));
-  }
-  return pids;
-}
 
 describe('process ping engine: against loopback', () => {
   it('pings 127.0.0.1 and reports counts and round-trip statistics', async () => {
@@ -59,7 +41,7 @@ describe('process ping engine: against loopback', () => {
   });
 
   it('kills ping when the signal aborts and rejects with its reason once the process is gone', async () => {
-    expect(pingChildren()).toEqual([]);
+    expect(childrenNamed('ping')).toEqual([]);
     const controller = new AbortController();
     // 100 packets at 200 ms would take 20 s: only the abort ends this run in time.
     const running = engine.ping(target({ count: 100 }), controller.signal);
@@ -67,20 +49,20 @@ describe('process ping engine: against loopback', () => {
       () => 'resolved',
       (error: unknown) => error,
     );
-    await vi.waitFor(() => expect(pingChildren()).toHaveLength(1), { timeout: 5000, interval: 10 });
+    await vi.waitFor(() => expect(childrenNamed('ping')).toHaveLength(1), { timeout: 5000, interval: 10 });
     const started = performance.now();
     const reason = new Error('deadline');
     controller.abort(reason);
     expect(await settled).toBe(reason);
     expect(performance.now() - started).toBeLessThan(2000);
     // Settled on `close`: the child has exited and been reaped, so it is no longer in /proc.
-    expect(pingChildren()).toEqual([]);
+    expect(childrenNamed('ping')).toEqual([]);
   });
 
   it('rejects at once without starting ping when the signal is already aborted', async () => {
     const reason = new Error('already over');
     await expect(engine.ping(target(), AbortSignal.abort(reason))).rejects.toBe(reason);
-    expect(pingChildren()).toEqual([]);
+    expect(childrenNamed('ping')).toEqual([]);
   });
 
   it('reports an error when the ping program cannot be run', async () => {

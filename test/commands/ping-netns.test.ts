@@ -1,9 +1,9 @@
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CommandContext } from '../../src/commands/command.js';
 import { pingCommand, type PingAttributes } from '../../src/commands/ping.js';
 import type { CommandOutcome } from '../../src/results/result.js';
 import { silentLogger } from '../helpers/logger.js';
-import { createTestHost, destroyTestHosts, testNamespacesLeft, type TestHost, type TestHostOptions } from '../helpers/netns.js';
+import { createTestHost, RATE_LIMITED_ECHO, SILENT_ECHO, testNamespacesLeft, useTestHosts } from '../helpers/netns.js';
 
 /**
  * The real `ping` command (the real iputils engine) against a host in a network namespace of the
@@ -14,32 +14,7 @@ import { createTestHost, destroyTestHosts, testNamespacesLeft, type TestHost, ty
 const logger = silentLogger();
 const ping = pingCommand();
 
-/** Echo replies are ICMP type 0: bit 0 of `icmp_ratemask`. */
-const ECHO_REPLY_MASK = 1 << 0;
-/**
- * `icmp_ratelimit` (ms per reply and destination) for partial loss. The kernel's limit is a token
- * bucket per destination that holds up to 6 × the limit and starts with 60 s in it, so a fresh host
- * with a limit of 20 s answers the first 3 requests (60 s / 20 s) and drops the rest: a run of 5
- * loses some but not all, whatever the timing. (With the default 1 s it would answer the first 6.)
- */
-const RATELIMIT_MS = 20_000;
-
-const hosts: TestHost[] = [];
-
-async function testHost(options?: TestHostOptions): Promise<TestHost> {
-  const host = await createTestHost(options);
-  hosts.push(host);
-  return host;
-}
-
-afterEach(async () => {
-  for (const host of hosts.splice(0).reverse()) await host.destroy();
-});
-
-afterAll(async () => {
-  await destroyTestHosts();
-  expect(await testNamespacesLeft()).toEqual([]);
-});
+const testHost = useTestHosts();
 
 function parse(raw: Record<string, unknown>): PingAttributes {
   const parsed = ping.parse(raw);
@@ -69,7 +44,7 @@ describe('ping command: against a test host in a network namespace', () => {
   });
 
   it('reports unreachable when the host ignores echo requests, and ok again once it answers', async () => {
-    const host = await testHost({ sysctls: { 'net.ipv4.icmp_echo_ignore_all': 1 } });
+    const host = await testHost({ sysctls: SILENT_ECHO });
     const silent = await run({ host: host.address, count: 3, packetTimeout: '300ms' });
     expect(silent).toMatchObject({ state: 'crit', reason: 'unreachable', message: `${host.address} is unreachable: 0/3 replies (100% loss)` });
     expect(silent.metrics).toEqual([{ name: 'packet_loss', value: 100, unit: '%', kind: 'gauge', warn: 20, crit: 60 }]);
@@ -80,7 +55,7 @@ describe('ping command: against a test host in a network namespace', () => {
   });
 
   it('reports packet-loss-high as warn when the host rate-limits its replies below the critical threshold', async () => {
-    const host = await testHost({ sysctls: { 'net.ipv4.icmp_ratemask': ECHO_REPLY_MASK, 'net.ipv4.icmp_ratelimit': RATELIMIT_MS } });
+    const host = await testHost({ sysctls: RATE_LIMITED_ECHO });
     // Any partial loss of 5 packets (20–80 %) is at or above 1 % and below 99 %.
     const outcome = await run({ host: host.address, count: 5, packetTimeout: '300ms', lossWarn: 1, lossCrit: 99 });
     const loss = lossOf(outcome);
@@ -93,7 +68,7 @@ describe('ping command: against a test host in a network namespace', () => {
   });
 
   it('reports packet-loss-high as crit when the loss reaches the critical threshold', async () => {
-    const host = await testHost({ sysctls: { 'net.ipv4.icmp_ratemask': ECHO_REPLY_MASK, 'net.ipv4.icmp_ratelimit': RATELIMIT_MS } });
+    const host = await testHost({ sysctls: RATE_LIMITED_ECHO });
     // Any partial loss of 5 packets is at least 20 %.
     const outcome = await run({ host: host.address, count: 5, packetTimeout: '300ms', lossWarn: 1, lossCrit: 20 });
     const loss = lossOf(outcome);
@@ -105,7 +80,7 @@ describe('ping command: against a test host in a network namespace', () => {
 
   it('keeps loopback answering while a test host drops everything', async () => {
     // The namespace's sysctls are its own: the machine's loopback is not affected.
-    await testHost({ sysctls: { 'net.ipv4.icmp_echo_ignore_all': 1 } });
+    await testHost({ sysctls: SILENT_ECHO });
     const outcome = await run({ host: '127.0.0.1', count: 2 });
     expect(outcome).toMatchObject({ state: 'ok', reason: 'ok' });
   });

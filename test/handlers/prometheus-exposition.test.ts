@@ -7,6 +7,7 @@ import { prometheusHandlerType } from '../../src/handlers/prometheus-handler.js'
 import { counter, gauge, type Metric } from '../../src/results/metric.js';
 import type { Result, State } from '../../src/results/result.js';
 import { exposition } from '../../src/server/metrics-exposition.js';
+import { checkSpec } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
 
 /**
@@ -19,20 +20,7 @@ const ctx = { signal: new AbortController().signal };
 const STATES: readonly State[] = ['ok', 'warn', 'crit', 'unknown'];
 
 function spec(id: string, command = 'tcp'): CheckSpec {
-  return {
-    id,
-    command,
-    attributes: {},
-    intervalMs: 60_000,
-    timeoutMs: 10_000,
-    retryIntervalMs: 10_000,
-    maxAttempts: 3,
-    recoverAfter: 1,
-    handlers: ['prometheus'],
-    pool: null,
-    metadata: {},
-    suppressed: false,
-  };
+  return checkSpec({ id, command, handlers: ['prometheus'] });
 }
 
 function handler(registry: Registry): Handler {

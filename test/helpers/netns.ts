@@ -1,4 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
+import { afterAll, afterEach, expect } from 'vitest';
 
 /**
  * A test host in a network namespace of its own: tests that need a target which drops or rate-limits
@@ -86,6 +87,41 @@ export async function createTestHost(options: TestHostOptions = {}): Promise<Tes
     return host;
   }
   throw new Error(`no free test subnet: veths vigil0…vigil${MAX_HOSTS - 1} all exist (left behind by crashed test runs? \`ip link show\`)`);
+}
+
+/** Echo replies are ICMP type 0: bit 0 of `icmp_ratemask`. */
+const ECHO_REPLY_MASK = 1 << 0;
+
+/**
+ * Sysctls for a host that answers some echo requests and drops the rest. `icmp_ratelimit` is ms per
+ * reply and destination; the kernel's limit is a token bucket per destination that holds up to 6 × the
+ * limit and starts with 60 s in it, so a fresh host with a limit of 20 s answers the first 3 requests
+ * (60 s / 20 s) and drops the rest: a run of 5 loses some but not all, whatever the timing. (With the
+ * default 1 s it would answer the first 6.)
+ */
+export const RATE_LIMITED_ECHO: Readonly<Record<string, number>> = Object.freeze({ 'net.ipv4.icmp_ratemask': ECHO_REPLY_MASK, 'net.ipv4.icmp_ratelimit': 20_000 });
+
+/** Sysctls for a host that answers no echo request. */
+export const SILENT_ECHO: Readonly<Record<string, number>> = Object.freeze({ 'net.ipv4.icmp_echo_ignore_all': 1 });
+
+/**
+ * For the tests of one file or `describe`: a `createTestHost` whose hosts are destroyed after each test,
+ * and an `afterAll` that makes sure no namespace of this process is left.
+ */
+export function useTestHosts(): (options?: TestHostOptions) => Promise<TestHost> {
+  const hosts: TestHost[] = [];
+  afterEach(async () => {
+    for (const host of hosts.splice(0).reverse()) await host.destroy();
+  });
+  afterAll(async () => {
+    await destroyTestHosts();
+    expect(await testNamespacesLeft()).toEqual([]);
+  });
+  return async (options) => {
+    const host = await createTestHost(options);
+    hosts.push(host);
+    return host;
+  };
 }
 
 /** Destroys every host of this process still alive: an `afterAll` safety net behind per-test cleanup. */

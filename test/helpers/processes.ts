@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now (for programs that cannot be told to pick one). */
@@ -54,4 +55,23 @@ export async function pollUntil<T>(probe: () => Promise<T | undefined>, what: st
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`);
+}
+
+/** Pids of this process's children whose program is `comm` (`ping`, `fping`), read from /proc. */
+export function childrenNamed(comm: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // the process ended while the directory was read
+    }
+    // `pid (comm) state ppid …`; comm may itself hold spaces or parentheses.
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (name === comm && ppid === process.pid) pids.push(Number(entry));
+  }
+  return pids;
 }

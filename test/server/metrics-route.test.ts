@@ -8,6 +8,7 @@ import { gauge } from '../../src/results/metric.js';
 import type { Result } from '../../src/results/result.js';
 import { startHttpEndpoint, type HttpEndpoint } from '../../src/server/http-endpoint.js';
 import { SAMPLE_TEXT, type SampleTextMetric } from '../../src/server/metrics-exposition.js';
+import { checkSpec } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
 
 /** `GET /metrics`: streamed, sliced, and the same text as `registry.metrics()`. */
@@ -45,20 +46,7 @@ async function withChecks(registry: Registry, count: number): Promise<Handler> {
       startedAt: 1_700_000_000_000 + index,
       durationMs: index / 7,
     };
-    const check = {
-      id: `check-${index}`,
-      command: 'tcp',
-      attributes: {},
-      intervalMs: 60_000,
-      timeoutMs: 10_000,
-      retryIntervalMs: 10_000,
-      maxAttempts: 3,
-      recoverAfter: 1,
-      handlers: ['prometheus'],
-      pool: null,
-      metadata: {},
-      suppressed: false,
-    };
+    const check = checkSpec({ id: `check-${index}`, command: 'tcp', handlers: ['prometheus'] });
     await prometheus.process?.({ check, result, state: { ...initialCheckState, lastResult: result }, previous: initialCheckState, incident: null, logger }, ctx);
   }
   return prometheus;
