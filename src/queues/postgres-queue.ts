@@ -577,7 +577,9 @@ export class PostgresQueue implements Queue, CheckRegistry {
       entry.leaseOwner = this.#me;
       entry.leaseUntil = row.lease_until;
       entry.claimed = true;
-      this.#claimedIds.add(row.id);
+      // The entry's own id, not the row's: a string from each claim's rows, kept in a Set that takes
+      // and drops one per run, would be promoted to the old generation (see server/in-flight-runs.ts).
+      this.#claimedIds.add(entry.check.spec.id);
       claimed.push(entry.check);
     }
     if (release.length > 0) this.#releaseLeases(release);
