@@ -6,7 +6,7 @@ import type { CommandContext } from '../src/commands/command.js';
 import { fpingPingEngine } from '../src/commands/fping-engine.js';
 import { pingCommand, type PingAttributes } from '../src/commands/ping.js';
 import { processPingEngine, type PingEngine } from '../src/commands/ping-engine.js';
-import { findExecutable } from '../src/commands/ping-engine-choice.js';
+import { resolveProgram } from '../src/commands/executable.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { clockTicksPerSecond, cpuMicros, fmt, progress, rssMB, within } from './measure.js';
 import { parseAttributes } from './pipeline.js';
@@ -66,7 +66,7 @@ export const pingBenchmark: Benchmark = {
   name: 'ping',
   async run({ quick }): Promise<BenchReport> {
     const sizes = quick ? QUICK : FULL;
-    const missing = ['ping', 'fping'].filter((program) => findExecutable(program, process.env.PATH ?? '') === null);
+    const missing = ['ping', 'fping'].filter((program) => typeof resolveProgram(program, process.env.PATH ?? '') !== 'string');
     if (missing.length > 0) return { tables: [], ratios: [], notes: [`ping: not measured: ${missing.join(' and ')} not found on PATH (apt-get install iputils-ping fping)`] };
     const processEngine = processPingEngine();
     const fpingEngine = fpingPingEngine();

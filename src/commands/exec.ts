@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
-import { basename, isAbsolute, join } from 'node:path';
+import { basename, isAbsolute } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { z } from 'zod';
 import { States, type CommandOutcome, type State } from '../results/result.js';
 import { integer } from '../server/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
+import { resolveProgram } from './executable.js';
 import { parsePluginOutput, type PluginOutput } from './perfdata.js';
 
 /** The `exec` command's attributes after parsing. Plain data: a reload compares them deeply. */
@@ -45,7 +46,6 @@ const STDERR_BYTES = 4096;
 const FALLBACK_PATH = '/usr/local/bin:/usr/bin:/bin';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-const programError = 'expected a program: an absolute path or a name found on PATH';
 const argvError = 'expected a non-empty array of strings: the program, then its arguments';
 const noNul = (what: string) =>
   z.string({ error: `expected ${what}` }).refine((text) => !text.includes('\0'), { error: `expected ${what} without NUL characters` });
@@ -308,36 +308,6 @@ function programName(attrs: ExecAttributes): string {
 function abortReason(signal: AbortSignal): string {
   const reason: unknown = signal.reason;
   return reason instanceof Error && reason.message !== '' ? reason.message : 'aborted';
-}
-
-/** The absolute path of an executable file, or what is wrong with `program`. */
-function resolveProgram(program: string, path: string): string | { problem: string } {
-  if (program === '') return { problem: programError };
-  if (isAbsolute(program)) {
-    const problem = executableProblem(program);
-    return problem === undefined ? program : { problem };
-  }
-  if (program.includes('/')) return { problem: `${programError} (a relative path is not resolved)` };
-  for (const dir of path.split(':')) {
-    // Empty and relative PATH entries would depend on the daemon's working directory.
-    if (!isAbsolute(dir)) continue;
-    const candidate = join(dir, program);
-    if (executableProblem(candidate) === undefined) return candidate;
-  }
-  return { problem: `${programError} (not found on PATH ${path})` };
-}
-
-function executableProblem(file: string): string | undefined {
-  try {
-    if (statSync(file).isDirectory()) return 'expected an executable file (this is a directory)';
-    accessSync(file, constants.X_OK);
-    return undefined;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return 'expected an existing executable file (no such file)';
-    if (code === 'EACCES') return 'expected an executable file (no execute permission)';
-    return `expected an executable file (${code ?? String(error)})`;
-  }
 }
 
 function directoryProblem(dir: string): string | undefined {

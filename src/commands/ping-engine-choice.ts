@@ -1,6 +1,5 @@
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
+import { resolveProgram } from './executable.js';
 import { fpingPingEngine, type FpingPingEngineOptions } from './fping-engine.js';
 import { processPingEngine, type PingEngine, type PingTarget } from './ping-engine.js';
 
@@ -48,9 +47,9 @@ const PROBE_TIMEOUT_MS = 5000;
 export function defaultPingEngine(options: DefaultPingEngineOptions = {}): ChosenPingEngine {
   const { logger } = options;
   const fallback = processPingEngine(options.ping === undefined ? {} : { executable: options.ping });
-  const fping = findExecutable(options.fping ?? 'fping', options.path ?? process.env.PATH ?? '');
-  if (fping === null) {
-    logger?.info({ pingEngine: 'process' }, `ping engine: process (no ${options.fping ?? 'fping'} executable found)`);
+  const fping = resolveProgram(options.fping ?? 'fping', options.path ?? process.env.PATH ?? '');
+  if (typeof fping !== 'string') {
+    logger?.info({ pingEngine: 'process', reason: fping.problem }, `ping engine: process (no ${options.fping ?? 'fping'} executable found)`);
     return { name: 'process', ping: (target, signal) => fallback.ping(target, signal) };
   }
   logger?.info({ pingEngine: 'fping', fping }, 'ping engine: fping');
@@ -81,24 +80,6 @@ export function defaultPingEngine(options: DefaultPingEngineOptions = {}): Chose
       return engine.ping(target, signal);
     },
   };
-}
-
-/**
- * Where `name` is an executable file: itself when it holds a `/`, otherwise the first directory of
- * `path` that has it (as `execvp` looks; empty entries, the current directory, are skipped). `null` when none.
- */
-export function findExecutable(name: string, path: string): string | null {
-  const candidates = name.includes('/') ? [name] : path.split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, name));
-  for (const candidate of candidates) {
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Missing or not executable: try the next directory.
-    }
-  }
-  return null;
 }
 
 /** `work`, or a rejection with `signal.reason` as soon as the signal aborts (already-aborted included). */

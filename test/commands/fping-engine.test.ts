@@ -6,7 +6,8 @@ import type { CommandContext } from '../../src/commands/command.js';
 import { fpingArguments, fpingPingEngine, fpingStatistics, parseFpingOutput, type FpingPingEngineOptions } from '../../src/commands/fping-engine.js';
 import { pingCommand, type PingAttributes } from '../../src/commands/ping.js';
 import type { PingEngine, PingReply, PingTarget } from '../../src/commands/ping-engine.js';
-import { defaultPingEngine, findExecutable } from '../../src/commands/ping-engine-choice.js';
+import { resolveProgram } from '../../src/commands/executable.js';
+import { defaultPingEngine } from '../../src/commands/ping-engine-choice.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
 import { RATE_LIMITED_ECHO, SILENT_ECHO, useTestHosts } from '../helpers/netns.js';
 import { childrenNamed } from '../helpers/processes.js';
@@ -24,7 +25,8 @@ import { childrenNamed } from '../helpers/processes.js';
  */
 const UNRESOLVABLE = `${'a'.repeat(64)}.invalid`;
 
-const FPING = findExecutable('fping', process.env.PATH ?? '');
+const found = resolveProgram('fping', process.env.PATH ?? '');
+const FPING = typeof found === 'string' ? found : null;
 
 let dir: string;
 /** Runs the real fping, after appending its arguments (one line a process) to `calls`. */
@@ -367,11 +369,11 @@ describe('fping engine: parsing fping output', () => {
 describe('choosing the ping engine', () => {
   it('finds an executable by name on a path, or by its path, and nothing where there is none', () => {
     expect(FPING).toMatch(/\/fping$/);
-    expect(findExecutable('fping', `/nonexistent:${dir}`)).toBe(socketlessFping);
-    expect(findExecutable(recordingFping, '')).toBe(recordingFping);
-    expect(findExecutable('fping', '/nonexistent:/proc')).toBeNull();
-    expect(findExecutable('plain', dir)).toBeNull(); // there, but not executable
-    expect(findExecutable(join(dir, 'missing'), '')).toBeNull();
+    expect(resolveProgram('fping', `/nonexistent:${dir}`)).toBe(socketlessFping);
+    expect(resolveProgram(recordingFping, '')).toBe(recordingFping);
+    expect(resolveProgram('fping', '/nonexistent:/proc')).toEqual({ problem: 'expected a program: an absolute path or a name found on PATH (not found on PATH /nonexistent:/proc)' });
+    expect(resolveProgram('plain', dir)).toHaveProperty('problem'); // there, but not executable
+    expect(resolveProgram(join(dir, 'missing'), '')).toEqual({ problem: 'expected an existing executable file (no such file)' });
   });
 
   it('chooses fping when it is on the path and can ping, probing once with the first run', async () => {
