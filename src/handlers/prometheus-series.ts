@@ -214,8 +214,21 @@ function seriesSetOn(registry: Registry): SeriesSet | undefined {
   return undefined;
 }
 
-/** Sample lines per piece a metric hands the exposition writer: tens of µs of work. */
-const LINES_PER_PIECE = 512;
+/** Characters of sample lines per piece a metric hands the exposition writer (about 500 lines): tens of µs of work. */
+const PIECE_CHARS = 32 * 1024;
+
+/** The lines `linesOf` writes for each record, handed on in pieces of about `PIECE_CHARS`; a record's lines stay together. */
+function* inPieces(records: readonly CheckRecord[], linesOf: (record: CheckRecord) => string): Generator<string, void, undefined> {
+  let text = '';
+  for (const record of records) {
+    text += linesOf(record);
+    if (text.length >= PIECE_CHARS) {
+      yield text;
+      text = '';
+    }
+  }
+  if (text !== '') yield text;
+}
 
 /** The label names of the families' samples (own and shared), to leave out of the default labels. */
 const CHECK_LABEL: readonly string[] = ['check'];
@@ -382,20 +395,10 @@ function createSeriesSet(): SeriesSet {
       function* () {
         for (const record of records.values()) yield { value: read(record), labels: record.labels, sharedLabels: NO_LABELS };
       },
-      function* (sampleName, scrape) {
+      (sampleName, scrape) => {
         const head = `${sampleName}{check="`;
         const tail = `"${scrape.defaultLabels(CHECK_LABEL)}} `;
-        let text = '';
-        let lines = 0;
-        for (const record of snapshotFor(scrape)) {
-          text += head + record.checkText + tail + sampleValueText(read(record)) + '\n';
-          if (++lines === LINES_PER_PIECE) {
-            yield text;
-            text = '';
-            lines = 0;
-          }
-        }
-        if (text !== '') yield text;
+        return inPieces(snapshotFor(scrape), (record) => head + record.checkText + tail + sampleValueText(read(record)) + '\n');
       },
     );
 
@@ -411,26 +414,19 @@ function createSeriesSet(): SeriesSet {
           }
         }
       },
-      function* (sampleName, scrape) {
+      (sampleName, scrape) => {
         const head = `${sampleName}{check="`;
         const defaults = scrape.defaultLabels(METRIC_LABELS);
-        let text = '';
-        let lines = 0;
-        for (const record of snapshotFor(scrape)) {
-          if (record.results === null) continue;
+        return inPieces(snapshotFor(scrape), (record) => {
+          if (record.results === null) return '';
+          let lines = '';
           for (const result of record.results) {
             if (result.counter !== counter) continue;
             const { metric } = result;
-            text += head + record.checkText + tailText(metric.tail, defaults, metric.text) + sampleValueText(result.value) + '\n';
-            lines++;
+            lines += head + record.checkText + tailText(metric.tail, defaults, metric.text) + sampleValueText(result.value) + '\n';
           }
-          if (lines >= LINES_PER_PIECE) {
-            yield text;
-            text = '';
-            lines = 0;
-          }
-        }
-        if (text !== '') yield text;
+          return lines;
+        });
       },
     );
 
@@ -448,27 +444,19 @@ function createSeriesSet(): SeriesSet {
         yield { value: record.unknown, labels, sharedLabels: runLabels[3] };
       }
     },
-    function* (sampleName, scrape) {
+    (sampleName, scrape) => {
       const head = `${sampleName}{check="`;
       const defaults = scrape.defaultLabels(RUN_LABELS);
-      let text = '';
-      let lines = 0;
-      for (const record of snapshotFor(scrape)) {
+      return inPieces(snapshotFor(scrape), (record) => {
         const { runTails, runText } = record.commandSeries;
         const start = head + record.checkText;
-        text +=
+        return (
           start + tailText(runTails[0], defaults, runText[0]) + sampleValueText(record.ok) + '\n' +
           start + tailText(runTails[1], defaults, runText[1]) + sampleValueText(record.warn) + '\n' +
           start + tailText(runTails[2], defaults, runText[2]) + sampleValueText(record.crit) + '\n' +
-          start + tailText(runTails[3], defaults, runText[3]) + sampleValueText(record.unknown) + '\n';
-        lines += 4;
-        if (lines >= LINES_PER_PIECE) {
-          yield text;
-          text = '';
-          lines = 0;
-        }
-      }
-      if (text !== '') yield text;
+          start + tailText(runTails[3], defaults, runText[3]) + sampleValueText(record.unknown) + '\n'
+        );
+      });
     },
   );
 

@@ -60,8 +60,6 @@ export class Pools {
   readonly #targetKeys = new WeakMap<CheckSpec, string>();
   readonly #onSlotFree: () => void;
   #waiting = 0;
-  /** Tasks running in all pools. */
-  #running = 0;
   /** Callers of `onIdle` waiting for the last running task. */
   readonly #idleWaiters: (() => void)[] = [];
 
@@ -146,7 +144,7 @@ export class Pools {
 
   /** Resolves when no check runs. */
   onIdle(): Promise<void> {
-    if (this.#running === 0) return Promise.resolve();
+    if (this.running === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -198,17 +196,15 @@ export class Pools {
    */
   #start(task: PoolTask, slotPool: Pool, owner: Pool): void {
     slotPool.running++;
-    this.#running++;
     if (slotPool !== owner) owner.borrowed++;
     const target = this.#safeMode ? this.#targetKey(task.check.spec) : null;
     if (target !== null) this.#busyTargets.add(target);
     const finished = (): void => {
       slotPool.running--;
-      this.#running--;
       if (slotPool !== owner) owner.borrowed--;
       if (target !== null) this.#busyTargets.delete(target);
       this.#dispatch();
-      if (this.#running === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      if (this.#idleWaiters.length > 0 && this.running === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
       this.#onSlotFree();
     };
     // `run` never rejects by contract; a task that breaks it still frees its slot.
