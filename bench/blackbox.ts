@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckSpec } from '../src/checks/check.js';
 import type { AnyCommand } from '../src/commands/command.js';
-import { httpCommand } from '../src/commands/http.js';
+import { httpCommand } from '../src/commands/http/http.js';
 import { tcpCommand } from '../src/commands/tcp.js';
 import type { Benchmark, BenchReport, Ratio, Table } from './benchmark.js';
 import { closedLoop } from './closed-loop.js';

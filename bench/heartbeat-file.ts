@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { heartbeatFileCommand } from '../src/commands/heartbeat-file.js';
+import { heartbeatFileCommand } from '../src/commands/heartbeat/heartbeat-file.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { fmt, markUsage, NA, progress, rssMB, Samples, usageSince, type Summary, type Usage } from './measure.js';
 import { benchSpec, parseAttributes, startPipeline } from './pipeline.js';

@@ -1,7 +1,7 @@
 import { request, type IncomingMessage } from 'node:http';
 import type { CheckSpec } from '../src/checks/check.js';
 import type { AnyCommand } from '../src/commands/command.js';
-import { httpCommand } from '../src/commands/http.js';
+import { httpCommand } from '../src/commands/http/http.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { closedLoop } from './closed-loop.js';
 import { fmt, markUsage, progress, rssMB, usageSince, type Usage } from './measure.js';

@@ -4,10 +4,10 @@ import type { CheckSpec } from '../src/checks/check.js';
 import type { AnyCommand } from '../src/commands/command.js';
 import type { Handler, HandlerDeps, HandlerType } from '../src/handlers/handler.js';
 import { logHandlerType } from '../src/handlers/log-handler.js';
-import { prometheusHandlerType } from '../src/handlers/prometheus-handler.js';
+import { prometheusHandlerType } from '../src/handlers/prometheus/prometheus-handler.js';
 import { TrackedMemoryPool } from '../src/queues/tracked-memory-pool.js';
 import { ResultHistory } from '../src/results/result-history.js';
-import { daemonLogDestination } from '../src/server/log-destination.js';
+import { daemonLogDestination } from '../src/daemon/log-destination.js';
 import { Server } from '../src/server/server.js';
 import { fmt, markUsage, usageSince, type Usage } from './measure.js';
 

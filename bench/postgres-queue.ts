@@ -6,9 +6,9 @@ import { z } from 'zod';
 import type { CheckSpec } from '../src/checks/check.js';
 import { initialCheckState } from '../src/checks/check.js';
 import { defineCommand } from '../src/commands/command.js';
-import { loadMigrations, migrate } from '../src/queues/postgres-migrations.js';
-import { encodeSpec, PostgresQueue } from '../src/queues/postgres-queue.js';
-import { queueStatements, type ClaimedRow, type CompletionRow } from '../src/queues/postgres-statements.js';
+import { loadMigrations, migrate } from '../src/postgres/migrations.js';
+import { encodeSpec, PostgresQueue } from '../src/queues/postgres/postgres-queue.js';
+import { queueStatements, type ClaimedRow, type CompletionRow } from '../src/queues/postgres/statements.js';
 import type { CommandOutcome } from '../src/results/result.js';
 import { Server } from '../src/server/server.js';
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
@@ -188,7 +188,7 @@ async function createBenchDatabase(admin: pg.Client, adminUrl: string): Promise<
 /** The schema, and `count` no-op checks all due a second ago. */
 async function seed(pool: pg.Pool, count: number): Promise<void> {
   // The source tree's files: the bench runs from dist-tools/, where the build copies none.
-  const migrations = await loadMigrations(fileURLToPath(new URL('../../src/queues/migrations/', import.meta.url)));
+  const migrations = await loadMigrations(fileURLToPath(new URL('../../src/postgres/migrations/', import.meta.url)));
   await migrate(pool, { schema: SCHEMA, migrations });
   const timing = { intervalMs: INTERVAL_MS, timeoutMs: TIMEOUT_MS };
   const specs: unknown[] = [];

@@ -1,7 +1,7 @@
 import type { Benchmark, BenchReport, Ratio } from './benchmark.js';
 import { fmt, progress } from './measure.js';
 import { runCase } from './processes.js';
-import { DEFAULT_HEAP_GROWTH_PERCENT } from '../src/server/heap-growth.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT } from '../src/config/config.js';
 import type { SchedulerCaseInput, SchedulerCaseResult } from './scheduler-case.js';
 
 const DAEMON = DEFAULT_HEAP_GROWTH_PERCENT;

@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { builtinCommands, builtinHandlerTypes } from '../src/builtins.js';
-import { configJsonSchema } from '../src/server/config-schema.js';
-import { packageRoot } from '../src/server/version.js';
+import { builtinCommands, builtinHandlerTypes } from '../src/plugins/builtins.js';
+import { configJsonSchema } from '../src/config/json-schema.js';
+import { packageRoot } from '../src/core/version.js';
 
 /** Writes config/vigil.schema.json, the JSON Schema editors use for the config file (`npm run schema`). */
 const file = join(packageRoot, 'config', 'vigil.schema.json');

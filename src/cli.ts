@@ -6,25 +6,25 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
-import { builtinCommands, builtinHandlerTypes } from './builtins.js';
+import { builtinCommands, builtinHandlerTypes } from './plugins/builtins.js';
 import { initialCheckState } from './checks/check.js';
-import { migrate } from './queues/postgres-migrations.js';
+import { migrate } from './postgres/migrations.js';
 import { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
 import { stateCode, type Result } from './results/result.js';
-import { loadConfig } from './server/config.js';
-import type { Health } from './server/http-endpoint.js';
-import { EXIT_PATH_CHANGED, watchRealPath } from './server/path-watch.js';
-import { acquirePidfile } from './server/pidfile.js';
-import { startDaemon } from './server/daemon.js';
-import { daemonLogDestination } from './server/log-destination.js';
-import { limitHeapGrowth } from './server/heap-growth.js';
-import { systemClock } from './server/clock.js';
+import { loadConfig } from './config/config.js';
+import type { Health } from './core/health.js';
+import { EXIT_PATH_CHANGED, watchRealPath } from './daemon/path-watch.js';
+import { acquirePidfile } from './daemon/pidfile.js';
+import { startDaemon } from './daemon/daemon.js';
+import { daemonLogDestination } from './daemon/log-destination.js';
+import { limitHeapGrowth } from './daemon/heap-growth.js';
+import { systemClock } from './core/clock.js';
 import { runCheck } from './server/run-check.js';
-import { ValidationError } from './server/validation.js';
-import { version } from './server/version.js';
+import { ValidationError } from './validation/issues.js';
+import { version } from './core/version.js';
 import { startHeartbeat as startDatabaseHeartbeat } from './heartbeats/database-heartbeat.js';
 import { superviseWithHeartbeat } from './heartbeats/supervise.js';
-import { parseDuration } from './server/schema-types.js';
+import { parseDuration } from './validation/schema-types.js';
 
 const USAGE = `vigil ${version} — check poller and heartbeat monitor
 

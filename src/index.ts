@@ -12,21 +12,21 @@
  */
 export { Server, type ServerOptions, type ServerStats } from './server/server.js';
 export type { ServerEvents, CheckStartEvent, CheckFinishEvent, IncidentEventPayload, ServerErrorEvent } from './server/events.js';
-export { systemClock, type Clock } from './server/clock.js';
+export { systemClock, type Clock } from './core/clock.js';
 export { runCheck, type RunOutcome } from './server/run-check.js';
-export { startDaemon, type Daemon, type DaemonOptions } from './server/daemon.js';
-export { loadConfig, parseConfig, type VigilConfig } from './server/config.js';
-export { configJsonSchema } from './server/config-schema.js';
-export { ValidationError, type Issue } from './server/validation.js';
-export { duration, integer, port, nonEmptyString, parseDuration } from './server/schema-types.js';
+export { startDaemon, type Daemon, type DaemonOptions } from './daemon/daemon.js';
+export { loadConfig, parseConfig, type VigilConfig } from './config/config.js';
+export { configJsonSchema } from './config/json-schema.js';
+export { ValidationError, type Issue } from './validation/issues.js';
+export { duration, integer, port, nonEmptyString, parseDuration } from './validation/schema-types.js';
 
 export type { Queue, QueueEvent } from './queues/queue.js';
 export { MemoryQueue } from './queues/memory-queue.js';
 export { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
-export { PostgresQueue, LeaseLostError, CompletionDroppedError } from './queues/postgres-queue.js';
-export { PostgresInstances } from './queues/postgres-instances.js';
-export { migrate } from './queues/postgres-migrations.js';
-export { isCheckRegistry, type CheckRegistry, type CheckStatus } from './queues/check-registry.js';
+export { PostgresQueue, LeaseLostError, CompletionDroppedError } from './queues/postgres/postgres-queue.js';
+export { PostgresInstances } from './queues/postgres/instances.js';
+export { migrate } from './postgres/migrations.js';
+export { isCheckRegistry, type CheckRegistry, type CheckStatus } from './checks/check-registry.js';
 export { ResultHistory, type ResultHistoryOptions } from './results/result-history.js';
 
 export { initialCheckState, type Check, type CheckSpec, type CheckState, type StateType } from './checks/check.js';
@@ -34,16 +34,16 @@ export { transition, acknowledge, type Transition } from './checks/state-machine
 
 export { defineCommand, listenForAbort, type AbortListener, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
 export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
-export { httpCommand, type HttpAttributes } from './commands/http.js';
-export { pingCommand, type PingAttributes } from './commands/ping.js';
-export { processPingEngine, type PingEngine, type PingTarget, type PingReply } from './commands/ping-engine.js';
-export { execCommand, type ExecAttributes } from './commands/exec.js';
+export { httpCommand, type HttpAttributes } from './commands/http/http.js';
+export { pingCommand, type PingAttributes } from './commands/ping/ping.js';
+export { processPingEngine, type PingEngine, type PingTarget, type PingReply } from './commands/ping/ping-engine.js';
+export { execCommand, type ExecAttributes } from './commands/exec/exec.js';
 export { dnsCommand, type DnsAttributes } from './commands/dns.js';
 export { pushCommand, type PushAttributes } from './commands/push.js';
 export { peerCommand, type PeerAttributes } from './commands/peer.js';
-export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat-file.js';
-export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat-dir.js';
-export { heartbeatTableCommand } from './commands/heartbeat-table.js';
+export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat/heartbeat-file.js';
+export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat/heartbeat-dir.js';
+export { heartbeatTableCommand } from './commands/heartbeat/heartbeat-table.js';
 export { startHeartbeat as startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
 export { postgresResultsHandlerType, recentResults } from './handlers/postgres-results-handler.js';
 export { redisHandlerType } from './handlers/redis-handler.js';
@@ -53,9 +53,9 @@ export { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from './hear
 
 export { defineHandler, type Handler, type HandlerType, type HandlerContext, type HandlerDeps, type Outcome } from './handlers/handler.js';
 export { logHandlerType } from './handlers/log-handler.js';
-export { prometheusHandlerType } from './handlers/prometheus-handler.js';
-export { webhookHandlerType, type WebhookHandlerOptions, type WebhookPayload } from './handlers/webhook-handler.js';
-export { builtinCommands, builtinHandlerTypes } from './builtins.js';
+export { prometheusHandlerType } from './handlers/prometheus/prometheus-handler.js';
+export { webhookHandlerType, type WebhookHandlerOptions, type WebhookPayload } from './handlers/webhook/webhook-handler.js';
+export { builtinCommands, builtinHandlerTypes } from './plugins/builtins.js';
 
 export { States, stateCode, severity, type State, type Result, type CommandOutcome } from './results/result.js';
 export { gauge, counter, type Metric, type MetricKind } from './results/metric.js';

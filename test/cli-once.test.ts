@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stableHash } from '../src/checks/schedule.js';
-import type { Health } from '../src/server/http-endpoint.js';
+import type { Health } from '../src/core/health.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { TestDnsServer } from './helpers/dns-server.js';
 import { freePort as closedPort } from './helpers/processes.js';

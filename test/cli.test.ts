@@ -3,8 +3,8 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultPingEngine } from '../src/commands/ping-engine-choice.js';
-import { migrate } from '../src/queues/postgres-migrations.js';
+import { defaultPingEngine } from '../src/commands/ping/ping-engine-choice.js';
+import { migrate } from '../src/postgres/migrations.js';
 import { DaemonProcess, runCli } from './helpers/cli.js';
 import { testDatabase } from './helpers/postgres.js';
 import { freePort as closedPort } from './helpers/processes.js';

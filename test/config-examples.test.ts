@@ -2,11 +2,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { builtinCommands, builtinHandlerTypes } from '../src/builtins.js';
+import { builtinCommands, builtinHandlerTypes } from '../src/plugins/builtins.js';
 import { initialCheckState } from '../src/checks/check.js';
 import type { Outcome } from '../src/handlers/handler.js';
 import { Registry } from 'prom-client';
-import { loadConfig } from '../src/server/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { toResult } from '../src/results/result.js';
 import { silentLogger } from './helpers/logger.js';
 

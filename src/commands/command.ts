@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { CheckRegistry } from '../queues/check-registry.js';
+import type { CheckRegistry } from '../checks/check-registry.js';
 import type { CommandOutcome, Result } from '../results/result.js';
-import { fromZodError, type Issue } from '../server/validation.js';
+import { fromZodError, type Issue } from '../validation/issues.js';
 
 /** What a command's `run` gets besides its attributes. */
 export interface CommandContext {

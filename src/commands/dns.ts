@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome } from '../results/result.js';
-import { duration, integer, nonEmptyString } from '../server/schema-types.js';
+import { duration, integer, nonEmptyString } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
 /** The record types the `dns` command queries. */

@@ -4,8 +4,8 @@ import { z } from 'zod';
 import { stableHash } from '../checks/schedule.js';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, Result } from '../results/result.js';
-import type { Health } from '../server/http-endpoint.js';
-import { nonEmptyString } from '../server/schema-types.js';
+import type { Health } from '../core/health.js';
+import { nonEmptyString } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
 /** A `/healthz` answer longer than this (bytes) is not vigil's. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, Result } from '../results/result.js';
-import { duration } from '../server/schema-types.js';
+import { duration } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
 /**

@@ -3,7 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, State } from '../results/result.js';
-import { nonEmptyString } from '../server/schema-types.js';
+import { nonEmptyString } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
 /** A queue's answer longer than this (bytes) is not read further: the queue is reported `bad-response`. */

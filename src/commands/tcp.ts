@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome } from '../results/result.js';
-import { duration, integer, nonEmptyString, port } from '../server/schema-types.js';
+import { duration, integer, nonEmptyString, port } from '../validation/schema-types.js';
 import { defineCommand, listenForAbort, type Command, type CommandContext } from './command.js';
 
 /**

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { CheckSpec, CheckState } from '../checks/check.js';
 import type { IncidentEvent } from '../results/incident.js';
 import type { Result } from '../results/result.js';
-import { fromZodError } from '../server/validation.js';
+import { fromZodError } from '../validation/issues.js';
 import type { ParseResult } from '../commands/command.js';
 
 /** Everything that came of one run (or one incident change): what every handler receives. */

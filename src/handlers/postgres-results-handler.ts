@@ -2,11 +2,11 @@ import pg from 'pg';
 import { z } from 'zod';
 import type { Metric } from '../results/metric.js';
 import type { Result, State } from '../results/result.js';
-import { systemClock, type Clock } from '../server/clock.js';
-import { DEFAULT_SCHEMA } from '../queues/postgres-migrations.js';
-import { duration, integer, nonEmptyString } from '../server/schema-types.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { DEFAULT_SCHEMA } from '../postgres/migrations.js';
+import { duration, integer, nonEmptyString } from '../validation/schema-types.js';
 import { defineHandler, type Handler, type HandlerDeps, type Outcome } from './handler.js';
-import { registeredCounter as counter, registeredGauge as gauge } from './registered-metrics.js';
+import { registeredCounter as counter, registeredGauge as gauge } from '../metrics/registered-metrics.js';
 
 /** Rows one retention statement deletes at most, so that a sweep never holds long locks or a huge transaction. */
 export const RETENTION_BATCH = 10_000;

@@ -1,9 +1,9 @@
 import { Redis, type ChainableCommander } from 'ioredis';
 import { z } from 'zod';
-import { systemClock, type Clock } from '../server/clock.js';
-import { duration, nonEmptyString } from '../server/schema-types.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { duration, nonEmptyString } from '../validation/schema-types.js';
 import { defineHandler, type Handler, type HandlerDeps, type Outcome } from './handler.js';
-import { registeredCounter as counter } from './registered-metrics.js';
+import { registeredCounter as counter } from '../metrics/registered-metrics.js';
 
 /** Check states one pipeline writes at most; the rest go out in the next one, right after. */
 export const MAX_BATCH = 5_000;

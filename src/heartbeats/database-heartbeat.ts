@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { DEFAULT_SCHEMA } from '../queues/postgres-migrations.js';
+import { DEFAULT_SCHEMA } from '../postgres/migrations.js';
 import { assertIntervalMs, processSample, type Heartbeat, type HeartbeatSample } from './heartbeat-writer.js';
 
 export interface DatabaseHeartbeatOptions {

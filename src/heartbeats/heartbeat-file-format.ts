@@ -1,4 +1,4 @@
-import { describeValue } from '../server/validation.js';
+import { describeValue } from '../validation/issues.js';
 
 /**
  * The heartbeat file: one small JSON object that a supervised process (or `vigil beat` on its behalf)

@@ -1,7 +1,7 @@
 import { initialCheckState, type Check, type CheckSpec, type CheckState } from '../checks/check.js';
 import { firstDueAt } from '../checks/schedule.js';
 import { MemoryQueue } from './memory-queue.js';
-import type { CheckRegistry, CheckStatus } from './check-registry.js';
+import type { CheckRegistry, CheckStatus } from '../checks/check-registry.js';
 import { restoredSchedule, type SavedCheck } from './state-file.js';
 import type { Queue, QueueEvent } from './queue.js';
 

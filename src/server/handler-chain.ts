@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Handler, HandlerContext, Outcome } from '../handlers/handler.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 
 export interface HandlerChainOptions {
   readonly logger: Logger;

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Check } from '../checks/check.js';
 import type { AbortListener, AnyCommand, CommandContext } from '../commands/command.js';
-import type { CheckRegistry } from '../queues/check-registry.js';
+import type { CheckRegistry } from '../checks/check-registry.js';
 import { EngineReasons, toResult, type CommandOutcome, type Result } from '../results/result.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 import type { InFlightRuns, InterruptibleRun } from './in-flight-runs.js';
 
 export interface RunCheckDeps {

@@ -13,8 +13,9 @@ import { peerCommand, PeerMetrics, type PeerAttributes } from '../../src/command
 import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
 import { toResult, type CommandOutcome, type Result } from '../../src/results/result.js';
 import type { IncidentEventPayload } from '../../src/server/events.js';
-import { startHttpEndpoint, type Health, type HttpEndpoint } from '../../src/server/http-endpoint.js';
-import { startInstance, type InstanceIdentity } from '../../src/server/instance.js';
+import type { Health } from '../../src/core/health.js';
+import { startHttpEndpoint, type HttpEndpoint } from '../../src/http/endpoint.js';
+import { startInstance, type InstanceIdentity } from '../../src/daemon/instance.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';

@@ -12,7 +12,7 @@ import {
   type PostgresResultsHandler,
   type PostgresResultsHandlerOptions,
 } from '../../src/handlers/postgres-results-handler.js';
-import { migrate } from '../../src/queues/postgres-migrations.js';
+import { migrate } from '../../src/postgres/migrations.js';
 import { counter, gauge } from '../../src/results/metric.js';
 import type { Result, State } from '../../src/results/result.js';
 import { checkSpec } from '../helpers/checks.js';

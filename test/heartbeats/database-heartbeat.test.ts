@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startHeartbeat, type DatabaseHeartbeat } from '../../src/heartbeats/database-heartbeat.js';
-import { migrate } from '../../src/queues/postgres-migrations.js';
+import { migrate } from '../../src/postgres/migrations.js';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { freePort } from '../helpers/processes.js';
 

@@ -5,9 +5,9 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { z } from 'zod';
 import { defineCommand } from '../../src/commands/command.js';
 import { defineHandler } from '../../src/handlers/handler.js';
-import type { LoadConfigOptions } from '../../src/server/config.js';
-import { nonEmptyString, port } from '../../src/server/schema-types.js';
-import { formatIssue, ValidationError } from '../../src/server/validation.js';
+import type { LoadConfigOptions } from '../../src/config/config.js';
+import { nonEmptyString, port } from '../../src/validation/schema-types.js';
+import { formatIssue, ValidationError } from '../../src/validation/issues.js';
 
 /** Fake commands and handler types for the config tests, independent of the real built-ins. */
 export const fakeCommand = defineCommand({

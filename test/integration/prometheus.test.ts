@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Server as NetServer } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type Daemon } from '../../src/server/daemon.js';
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
 import { silentLogger } from '../helpers/logger.js';
 import { freePort, pollUntil, startProcess, type BackgroundProcess } from '../helpers/processes.js';
 

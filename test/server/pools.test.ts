@@ -4,7 +4,7 @@ import { initialCheckState } from '../../src/checks/check.js';
 import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
 import { Pools, stableStringify, type PoolSpec, type PoolTask } from '../../src/server/pools.js';
 import { Registry } from 'prom-client';
-import { registerServerMetrics } from '../../src/server/metrics.js';
+import { registerServerMetrics } from '../../src/daemon/server-metrics.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, noopCommand, scriptedCommand } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';

@@ -11,14 +11,14 @@ import { initialCheckState, type CheckSpec, type CheckState } from '../../src/ch
 import type { AnyCommand } from '../../src/commands/command.js';
 import { pushCommand } from '../../src/commands/push.js';
 import { tcpCommand } from '../../src/commands/tcp.js';
-import { amqpHandler, amqpHandlerType, type AmqpHandler, type AmqpHandlerOptions } from '../../src/handlers/amqp-handler.js';
-import { encodeMessage, parseAmqpMessage, type ResultMessage, type SummaryMessage } from '../../src/handlers/amqp-message.js';
+import { amqpHandler, amqpHandlerType, type AmqpHandler, type AmqpHandlerOptions } from '../../src/handlers/amqp/amqp-handler.js';
+import { encodeMessage, parseAmqpMessage, type ResultMessage, type SummaryMessage } from '../../src/handlers/amqp/amqp-message.js';
 import type { Handler, Outcome } from '../../src/handlers/handler.js';
 import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
 import type { Incident } from '../../src/results/incident.js';
 import { gauge } from '../../src/results/metric.js';
 import { toResult, type State } from '../../src/results/result.js';
-import { amqpIngestSettings, startAmqpIngest, type AmqpIngest, type AmqpIngestOptions } from '../../src/server/amqp-ingest.js';
+import { amqpIngestSettings, startAmqpIngest, type AmqpIngest, type AmqpIngestOptions } from '../../src/ingest/amqp-ingest.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';

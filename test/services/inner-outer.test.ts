@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startDaemon, type Daemon } from '../../src/server/daemon.js';
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
 import { silentLogger } from '../helpers/logger.js';
 import { AMQP_URL, management, requireManagementApi, requireRabbitMq } from './helpers.js';
 

@@ -1,0 +1,249 @@
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { builtinCommands, builtinHandlerTypes } from '../plugins/builtins.js';
+import { heartbeatDirOf } from '../commands/heartbeat/heartbeat-dir.js';
+import { defaultPingEngine } from '../commands/ping/ping-engine-choice.js';
+import { PUSH_COMMAND } from '../commands/push.js';
+import type { Handler } from '../handlers/handler.js';
+import type { CheckRegistry } from '../checks/check-registry.js';
+import type { Queue } from '../queues/queue.js';
+import type { CheckSpec } from '../checks/check.js';
+import type { ParseResult } from '../commands/command.js';
+import { ResultHistory } from '../results/result-history.js';
+import { startAmqpIngest } from '../ingest/amqp-ingest.js';
+import { ingestedCheckEntry, loadConfig, parseCheckSpec, type VigilConfig } from '../config/config.js';
+import { registerApiRoutes } from '../http/api.js';
+import { registerPushRoutes } from '../http/push-routes.js';
+import { loadPushSecret, PushTokens } from '../http/push-tokens.js';
+import { openQueue } from './open-queue.js';
+import { startHttpEndpoint, type HttpEndpoint } from '../http/endpoint.js';
+import { startInstance, type InstanceIdentity } from './instance.js';
+import { registerServerMetrics } from './server-metrics.js';
+import { Server } from '../server/server.js';
+import { ValidationError } from '../validation/issues.js';
+import { version } from '../core/version.js';
+
+export interface DaemonOptions {
+  /** The YAML config file. */
+  readonly configFile: string;
+  readonly logger: Logger;
+  /** Variables for `${VAR}` substitution; default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** What a reload did: the check changes applied, or why the new config was rejected. */
+export type ReloadReport =
+  | { readonly ok: true; readonly added: number; readonly removed: number; readonly changed: number; readonly unchanged: number }
+  | { readonly ok: false; readonly error: string };
+
+/** A running `vigil run`: the server, its queue, its HTTP endpoint and its state file. */
+export interface Daemon {
+  readonly server: Server;
+  /** The queue with the checks: the embedded one, or PostgreSQL. */
+  readonly pool: Queue & CheckRegistry;
+  readonly identity: InstanceIdentity;
+  /** The config in force (the last one a reload accepted). */
+  readonly config: VigilConfig;
+  /** Where `/metrics` and `/healthz` are served. */
+  readonly url: string;
+  /** Reads the config file again and applies the difference in checks; an invalid file changes nothing. */
+  reload(): Promise<ReloadReport>;
+  /** Stops gracefully (idempotent): drains running checks, saves state, closes the endpoint. */
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The state file of the memory queue, in the data dir. */
+export function stateFilePath(dataDir: string): string {
+  return join(dataDir, 'state.json');
+}
+
+/**
+ * Starts vigil as `vigil run` does: config → instance identity → metrics registry → handlers → queue
+ * (with the saved state) → server → HTTP endpoint → periodic state saving. What was started is released
+ * in reverse order when a later step fails, and on stop.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { configFile, logger, env } = options;
+  // Chosen once: every config load (reloads too) builds its ping command on the same engine, and /healthz names it.
+  const pingEngine = defaultPingEngine({ logger });
+  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands({ pingEngine }), handlerTypes: builtinHandlerTypes() });
+  let config = await load();
+  const { server: settings } = config;
+
+  const identity = await startInstance(settings.dataDir, Date.now(), logger);
+  const pushSecret = await loadPushSecret(settings.dataDir, logger);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // prom-client exposes these gauges with a `_total` suffix, which Prometheus reserves for counters
+  // (`promtool check metrics` objects); they say little that nodejs_active_* resources do not.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  const handlers: Handler[] = config.handlers.map((entry) => {
+    const type = config.handlerTypes.get(entry.type);
+    if (!type) throw new Error(`handler "${entry.name}" has unknown type "${entry.type}"`);
+    return type.create(entry.name, entry.options, { logger, registry });
+  });
+
+  const handlerNames = new Set(handlers.map((handler) => handler.name));
+  const poolNames = new Set(settings.pools.map((spec) => spec.name));
+  // Reads `config` when called, so the defaults of a reloaded config apply to checks created later.
+  const parseCheck = (raw: unknown): ParseResult<CheckSpec> =>
+    parseCheckSpec(raw, { defaults: config.defaults, commands: config.commands, handlerNames, poolNames });
+  const opened = await openQueue({
+    config: config.queue,
+    checks: config.checks,
+    dataDir: settings.dataDir,
+    stateFile: stateFilePath(settings.dataDir),
+    stateSaveIntervalMs: settings.stateSaveIntervalMs,
+    identity,
+    parseCheck,
+    logger,
+    registry,
+  });
+  const pool = opened.queue;
+  const pushTokens = new PushTokens({ checks: pool, secret: pushSecret, logger });
+  // A heartbeat-dir's children go with it.
+  pool.watch((event) => {
+    if (event.type !== 'removed') return;
+    for (const check of pool.list()) if (heartbeatDirOf(check) === event.checkId) pool.remove(check.spec.id);
+  });
+
+  const server = new Server({
+    queue: pool,
+    commands: config.commands.values(),
+    handlers,
+    logger,
+    concurrency: settings.concurrency,
+    pools: settings.pools,
+    poolRouting: settings.poolRouting,
+    safeMode: settings.safeMode,
+    stopTimeoutMs: settings.stopTimeoutMs,
+    handlerTimeoutMs: settings.handlerTimeoutMs,
+  });
+  registerServerMetrics({ registry, server, checks: pool });
+  const history = new ResultHistory();
+  server.on('check:finish', (event) => history.record(event.check.id, event.result));
+  server.on('incident:resolve', (event) => history.recordResolved(event.incident));
+  pool.watch((event) => {
+    if (event.type === 'removed') history.forget(event.checkId);
+  });
+  const startedAt = Date.now();
+  // Known once the endpoint listens (port 0 picks one); only read by requests, which come after.
+  let baseUrl = '';
+  let http: HttpEndpoint;
+  try {
+    http = await startHttpEndpoint({
+      host: settings.host,
+      port: settings.port,
+      registry,
+      logger,
+      routes: async (app) => {
+        await registerPushRoutes(app, { server, checks: pool, tokens: pushTokens, logger });
+        await registerApiRoutes(app, {
+          server,
+          checks: pool,
+          history: opened.history(history),
+          parseCheck,
+          apiToken: settings.apiToken,
+          protectReads: settings.protectReads,
+          logger,
+          pingUrlOf: (check) => (check.spec.command === PUSH_COMMAND ? `${baseUrl}/ping/${pushTokens.tokenOf(check.spec.id) ?? ''}` : undefined),
+        });
+      },
+      health: () => ({
+        status: server.stopping ? 'stopping' : 'ok',
+        instanceId: identity.id,
+        epoch: opened.epoch,
+        version,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        checks: pool.list().length,
+        pingEngine: pingEngine.name,
+        ...(config.queue.type === 'postgres' ? { peers: opened.peers().map(({ id, epoch, alive }) => ({ id, epoch, alive })) } : {}),
+      }),
+    });
+  } catch (error) {
+    await server.stop();
+    await opened.close();
+    throw error;
+  }
+  baseUrl = http.url;
+  server.start();
+  const { amqp } = config.ingest;
+  const ingest = amqp
+    ? startAmqpIngest({
+        ...amqp,
+        server,
+        checks: pool,
+        logger,
+        registry,
+        makeCheck: (id) => {
+          const parsed = parseCheck(ingestedCheckEntry(config.ingest.check, id));
+          if (!parsed.ok) logger.warn({ checkId: id, issues: parsed.issues }, 'cannot create a check for an ingested result');
+          return parsed.ok ? parsed.value : undefined;
+        },
+      })
+    : null;
+  logger.info({ url: http.url, queue: config.queue.type, checks: pool.list().length, restored: opened.restored, instanceId: identity.id, epoch: opened.epoch, config: configFile, version }, 'vigil started');
+
+  async function reload(): Promise<ReloadReport> {
+    let next: VigilConfig;
+    try {
+      next = await load();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error({ issues: error instanceof ValidationError ? error.issues : undefined }, `config reload rejected, the running config stays: ${message}`);
+      return { ok: false, error: message };
+    }
+    const missing = missingPieces(next, config, handlers);
+    if (missing) {
+      logger.error(`config reload rejected, the running config stays: ${missing} (restart vigil to load them)`);
+      return { ok: false, error: missing };
+    }
+    for (const section of ['server', 'queue', 'handlers', 'ingest'] as const) {
+      if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
+    }
+    const counts = await opened.applyConfigChecks(config.checks, next.checks);
+    pushTokens.invalidate();
+    config = next;
+    const report = { ok: true as const, ...counts };
+    logger.info(report, 'config reloaded');
+    return report;
+  }
+
+  let stopped: Promise<void> | null = null;
+  async function shutdown(): Promise<void> {
+    logger.info('stopping');
+    await ingest?.stop();
+    await server.stop();
+    await opened.close();
+    await http.close();
+    logger.info('vigil stopped');
+  }
+  const stop = (): Promise<void> => (stopped ??= shutdown());
+
+  return {
+    server,
+    pool,
+    identity,
+    get config() {
+      return config;
+    },
+    url: http.url,
+    reload,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** A command or handler the new config's checks use that the running server was not built with. */
+function missingPieces(next: VigilConfig, running: VigilConfig, handlers: readonly Handler[]): string | null {
+  const handlerNames = new Set(handlers.map((handler) => handler.name));
+  for (const spec of next.checks) {
+    if (!running.commands.has(spec.command)) return `check "${spec.id}" uses command "${spec.command}", which the running vigil has not loaded`;
+    const unknown = spec.handlers.find((name) => !handlerNames.has(name));
+    if (unknown !== undefined) return `check "${spec.id}" uses handler "${unknown}", which the running vigil has not created`;
+  }
+  return null;
+}
