@@ -35,3 +35,18 @@ export interface Queue {
  * back), so a sleeping server should look again. `removed`: a check left the queue for good.
  */
 export type QueueEvent = { readonly type: 'due-earlier' } | { readonly type: 'removed'; readonly checkId: string };
+
+/**
+ * A queue's refusal to complete a claimed check: the check is no longer this instance's (its lease
+ * moved on) or the completion could not be kept. Not a failure of the run: the server drops the
+ * outcome without publishing it, since another instance's run is the one that counts.
+ */
+export class CompletionRefusedError extends Error {
+  constructor(
+    /** The check whose completion was refused. */
+    readonly checkId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -6,7 +6,7 @@ import { acknowledge as acknowledgeIncident, transition } from '../checks/state-
 import type { AnyCommand } from '../commands/command.js';
 import type { Handler, Outcome } from '../handlers/handler.js';
 import { isCheckRegistry, type CheckRegistry } from '../checks/check-registry.js';
-import type { Queue, QueueEvent } from '../queues/queue.js';
+import { CompletionRefusedError, type Queue, type QueueEvent } from '../queues/queue.js';
 import type { Incident } from '../results/incident.js';
 import { toResult, type CommandOutcome, type Result } from '../results/result.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -59,9 +59,6 @@ export interface ServerStats {
   /** Checks claimed and waiting for a free slot. */
   readonly waiting: number;
 }
-
-/** Errors by which a queue's `complete` says the check is no longer this server's to complete. */
-const QUEUE_REFUSALS: ReadonlySet<string> = new Set(['LeaseLostError', 'CompletionDroppedError']);
 
 /**
  * The loop: one timer armed for the earliest due check; due checks are claimed up to the free
@@ -349,7 +346,7 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     } catch (error) {
       // A shared queue may refuse a completion: the lease moved to another instance, or the database
       // was away too long. The check is not ours any more; its outcome is not published.
-      if (error instanceof Error && QUEUE_REFUSALS.has(error.name)) {
+      if (error instanceof CompletionRefusedError) {
         this.#logger.warn({ err: error, checkId: check.spec.id }, 'the queue refused the completion; the outcome is dropped');
         return;
       }

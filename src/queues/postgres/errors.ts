@@ -1,30 +1,25 @@
 /**
  * What the PostgreSQL queue refuses or gives up, and which database failures are worth trying again.
  */
+import { CompletionRefusedError } from '../queue.js';
 
 /**
  * A completion refused because the check's lease is no longer this instance's (it expired and another
  * instance claimed the check, or the row changed hands otherwise). The server must not run the outcome's
  * `process` hooks: the other instance's run is the one that counts.
  */
-export class LeaseLostError extends Error {
+export class LeaseLostError extends CompletionRefusedError {
   override readonly name = 'LeaseLostError';
-  constructor(
-    readonly checkId: string,
-    detail: string,
-  ) {
-    super(`lease of check "${checkId}" was lost before its run completed: ${detail}; the result is discarded`);
+  constructor(checkId: string, detail: string) {
+    super(checkId, `lease of check "${checkId}" was lost before its run completed: ${detail}; the result is discarded`);
   }
 }
 
 /** A completion given up: the buffer of completions waiting for the database was full, or the queue closed. */
-export class CompletionDroppedError extends Error {
+export class CompletionDroppedError extends CompletionRefusedError {
   override readonly name = 'CompletionDroppedError';
-  constructor(
-    readonly checkId: string,
-    reason: string,
-  ) {
-    super(`completion of check "${checkId}" was dropped: ${reason}`);
+  constructor(checkId: string, reason: string) {
+    super(checkId, `completion of check "${checkId}" was dropped: ${reason}`);
   }
 }
 
