@@ -25,6 +25,8 @@ import { version } from './core/version.js';
 import { startHeartbeat as startDatabaseHeartbeat } from './heartbeats/database-heartbeat.js';
 import { superviseWithHeartbeat } from './heartbeats/supervise.js';
 import { parseDuration } from './validation/schema-types.js';
+import { bracketHost } from './core/host-port.js';
+import { errorMessage } from './core/errors.js';
 
 const USAGE = `vigil ${version} — check poller and heartbeat monitor
 
@@ -167,7 +169,7 @@ async function validate(configFile: string): Promise<number> {
     process.stdout.write(`${configFile}: valid, ${config.checks.length} checks\n`);
     return 0;
   } catch (error) {
-    process.stderr.write(`${describe(error)}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     return 1;
   }
 }
@@ -177,7 +179,7 @@ async function once(configFile: string, checkId: string, json: boolean): Promise
   try {
     config = await loadConfig(configFile, loadOptions());
   } catch (error) {
-    process.stderr.write(`${describe(error)}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     return 3;
   }
   const spec = config.checks.find((check) => check.id === checkId);
@@ -233,7 +235,7 @@ async function beat(target: BeatTarget, every: string, argv: readonly string[]):
     return EXIT_USAGE;
   }
   const where = target.file ?? `row ${target.id ?? ''}`;
-  const onError = (error: unknown): void => void process.stderr.write(`vigil beat: cannot write ${where}: ${describe(error)}\n`);
+  const onError = (error: unknown): void => void process.stderr.write(`vigil beat: cannot write ${where}: ${errorMessage(error)}\n`);
   const { database, id, schema } = target;
   try {
     return await superviseWithHeartbeat({
@@ -245,7 +247,7 @@ async function beat(target: BeatTarget, every: string, argv: readonly string[]):
         : { file: resolve(target.file ?? '') }),
     });
   } catch (error) {
-    process.stderr.write(`vigil beat: ${describe(error)}\n`);
+    process.stderr.write(`vigil beat: ${errorMessage(error)}\n`);
     // The shell's conventions: 127 command not found, 126 found but not runnable.
     return (error as { cause?: { code?: string } }).cause?.code === 'ENOENT' ? 127 : 126;
   }
@@ -256,7 +258,7 @@ async function migrateDatabase(configFile: string): Promise<number> {
   try {
     config = await loadConfig(configFile, loadOptions());
   } catch (error) {
-    process.stderr.write(`${describe(error)}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     return 1;
   }
   const { queue } = config;
@@ -270,7 +272,7 @@ async function migrateDatabase(configFile: string): Promise<number> {
     process.stdout.write(applied.length > 0 ? `applied to schema ${queue.schema}: ${applied.join(', ')}\n` : `schema ${queue.schema} is up to date\n`);
     return 0;
   } catch (error) {
-    process.stderr.write(`vigil migrate: ${describe(error)}\n`);
+    process.stderr.write(`vigil migrate: ${errorMessage(error)}\n`);
     return 1;
   } finally {
     await database.end();
@@ -282,7 +284,7 @@ async function status(configFile: string): Promise<number> {
   try {
     config = await loadConfig(configFile, loadOptions());
   } catch (error) {
-    process.stderr.write(`${describe(error)}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     return 4;
   }
   const { host, port } = config.server;
@@ -291,7 +293,7 @@ async function status(configFile: string): Promise<number> {
     return 4;
   }
   // A daemon listening on every address answers on loopback.
-  const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : bracketHost(host);
   const url = `http://${address}:${port}/healthz`;
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(3_000) });
@@ -299,7 +301,7 @@ async function status(configFile: string): Promise<number> {
     process.stdout.write(`vigil ${health.status} at ${url}: instance ${health.instanceId} epoch ${health.epoch}, version ${health.version}, up ${health.uptimeSeconds} s, ${health.checks} checks\n`);
     return 0;
   } catch (error) {
-    process.stdout.write(`vigil is not running at ${url} (${describe(error instanceof Error && error.cause instanceof Error ? error.cause : error)})\n`);
+    process.stdout.write(`vigil is not running at ${url} (${errorMessage(error instanceof Error && error.cause instanceof Error ? error.cause : error)})\n`);
     return 3;
   }
 }
@@ -316,7 +318,7 @@ async function run(configFile: string, level: string, pidfile: string | undefine
     if (pidfile !== undefined) releases.push(await acquirePidfile(resolve(pidfile)));
     daemon = await startDaemon({ configFile, logger });
   } catch (error) {
-    logger.fatal({ err: error instanceof ValidationError ? undefined : error }, describe(error));
+    logger.fatal({ err: error instanceof ValidationError ? undefined : error }, errorMessage(error));
     for (const release of releases.reverse()) await release();
     logger.flush();
     return 1;
@@ -365,9 +367,6 @@ async function run(configFile: string, level: string, pidfile: string | undefine
   });
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 main(process.argv.slice(2)).then(
   (code) => {

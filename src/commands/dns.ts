@@ -6,6 +6,8 @@ import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome } from '../results/result.js';
 import { duration, integer, nonEmptyString } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
+import { formatMs } from '../core/format.js';
+import { hostPort } from '../core/host-port.js';
 
 /** The record types the `dns` command queries. */
 export const DnsRecordTypes = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'NS'] as const;
@@ -174,7 +176,7 @@ function toServer(text: string, ctx: z.RefinementCtx<string>): string {
     ctx.addIssue({ code: 'custom', message: 'expected a name server port 1–65535', input: text });
     return z.NEVER;
   }
-  return address.includes(':') ? `[${address}]:${portNumber}` : `${address}:${portNumber}`;
+  return hostPort(address, portNumber);
 }
 
 /** One `expect` entry for the record type, or `undefined` when it has the wrong shape for it. */
@@ -436,6 +438,3 @@ function elapsedMs(startedAt: number): number {
   return Math.round((performance.now() - startedAt) * 1000) / 1000;
 }
 
-function formatMs(ms: number): string {
-  return ms < 100 ? ms.toFixed(1) : String(Math.round(ms));
-}

@@ -7,6 +7,7 @@ import type { CommandOutcome, Result } from '../results/result.js';
 import type { Health } from '../core/health.js';
 import { nonEmptyString } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
+import { errorMessage } from '../core/errors.js';
 
 /** A `/healthz` answer longer than this (bytes) is not vigil's. */
 const MAX_HEALTH_BYTES = 65_536;
@@ -196,6 +197,6 @@ function get(url: string, headers: Readonly<Record<string, string>> | undefined,
 
 function describeError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   return code === undefined || message.includes(code) ? message : `${code} (${message})`;
 }

@@ -3,6 +3,7 @@ import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, Result } from '../results/result.js';
 import { duration } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 /**
  * Push heartbeats, Healthchecks-style: a job pings vigil (`/ping/:token`, see server/push-routes.ts) and
@@ -74,8 +75,8 @@ const attributes = z
 export type PushAttributes = z.output<typeof attributes>;
 
 export interface PushCommandOptions {
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -88,7 +89,7 @@ export interface PushCommandOptions {
  * Pings are applied by `applyPing`.
  */
 export function pushCommand(options: PushCommandOptions = {}): Command<PushAttributes> {
-  const now = options.now ?? Date.now;
+  const now = nowOf(options.clock);
   return defineCommand({ name: PUSH_COMMAND, attributes, run: (attrs, ctx) => Promise.resolve(runPush(attrs, ctx, now())) });
 }
 

@@ -3,7 +3,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, State } from '../results/result.js';
-import { nonEmptyString } from '../validation/schema-types.js';
+import { compileRegex, compileRegexLiteral } from '../core/regex-literal.js';
+import { nonEmptyString, validRegex } from '../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from './command.js';
 
 /** A queue's answer longer than this (bytes) is not read further: the queue is reported `bad-response`. */
@@ -17,7 +18,6 @@ const COLUMNS = 'columns=consumer_details.consumer_tag,consumer_details.activity
  * of a single-active-consumer queue). `waiting` (a standby of such a queue) is not.
  */
 const ACTIVE_STATUSES: ReadonlySet<string> = new Set(['up', 'single_active']);
-const REGEX_LITERAL = /^\/(.*)\/([a-z]*)$/s;
 
 const urlError = 'expected the management API base URL, http:// or https:// (e.g. http://127.0.0.1:15672)';
 
@@ -67,16 +67,7 @@ export interface Listener {
 }
 
 function toListener(text: string, ctx: z.RefinementCtx<string>): Listener {
-  const literal = REGEX_LITERAL.exec(text);
-  try {
-    // `g` and `y` would make `test` remember `lastIndex` between runs.
-    const regex = literal === null ? new RegExp(text) : new RegExp(literal[1] as string, (literal[2] as string).replace(/[gy]/g, ''));
-    return { pattern: text, regex };
-  } catch (error) {
-    const why = (error as Error).message.replace(/^Invalid regular expression: .*: /s, '').replace(/^Invalid flags supplied to RegExp constructor '(.*)'$/, 'invalid flags $1');
-    ctx.addIssue({ code: 'custom', message: `expected a valid regular expression (${why})`, input: text });
-    return z.NEVER;
-  }
+  return { pattern: text, regex: validRegex(compileRegexLiteral(text) ?? compileRegex(text), text, ctx) };
 }
 
 const queueSchema = z.strictObject(

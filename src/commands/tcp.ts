@@ -3,8 +3,12 @@ import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome } from '../results/result.js';
-import { duration, integer, nonEmptyString, port } from '../validation/schema-types.js';
+import { duration, integer, nonEmptyString, port, validRegex } from '../validation/schema-types.js';
+import { compileRegexLiteral } from '../core/regex-literal.js';
 import { defineCommand, listenForAbort, type Command, type CommandContext } from './command.js';
+import { formatMs } from '../core/format.js';
+import { DNS_ERROR_CODES } from '../core/errors.js';
+import { hostPort } from '../core/host-port.js';
 
 /**
  * What `expect` became at load time: the bytes of a substring, or a compiled regular expression. Plain
@@ -24,27 +28,13 @@ function responseMatches(matcher: ResponseMatcher, received: Buffer): boolean {
 const MAX_READ_BYTES = 1_048_576;
 /** How much of the received data an `unexpected-response` message quotes. */
 const QUOTE_CHARS = 80;
-const REGEX_LITERAL = /^\/(.*)\/([a-z]*)$/s;
-const DNS_ERRORS: ReadonlySet<string> = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
 
 const expectError = 'expected a non-empty substring, or a regular expression written /pattern/flags';
 
 function toMatcher(text: string, ctx: z.RefinementCtx<string>): ResponseMatcher {
-  const literal = REGEX_LITERAL.exec(text);
-  if (literal === null) {
-    return { display: JSON.stringify(text), needle: Buffer.from(text, 'utf8') };
-  }
-  let regex: RegExp;
-  try {
-    // `g` and `y` would make `test` remember `lastIndex` between runs of the same check.
-    regex = new RegExp(literal[1] as string, (literal[2] as string).replace(/[gy]/g, ''));
-  } catch (error) {
-    // V8 says `Invalid regular expression: /(/: Unterminated group`; the pattern is quoted after `got` anyway.
-    const why = (error as Error).message.replace(/^Invalid regular expression: .*: /s, '');
-    ctx.addIssue({ code: 'custom', message: `expected a valid regular expression (${why})`, input: text });
-    return z.NEVER;
-  }
-  return { display: text, regex };
+  const regex = compileRegexLiteral(text);
+  if (regex === null) return { display: JSON.stringify(text), needle: Buffer.from(text, 'utf8') };
+  return { display: text, regex: validRegex(regex, text, ctx) };
 }
 
 const attributes = z
@@ -192,7 +182,7 @@ function onError(this: TcpProbe, error: NodeJS.ErrnoException): void {
   const code = error.code ?? 'unknown error';
   if (code === 'ECONNREFUSED') {
     this.settle({ state: 'crit', reason: 'refused', message: `connection refused by ${target(this.attrs)}` });
-  } else if (DNS_ERRORS.has(code)) {
+  } else if (DNS_ERROR_CODES.has(code)) {
     this.settle({ state: 'crit', reason: 'dns', message: `cannot resolve host ${this.attrs.host} (${code})` });
   } else if (code === 'ETIMEDOUT') {
     this.settle(timedOut(this));
@@ -251,7 +241,7 @@ function metrics(probe: TcpProbe): readonly Metric[] {
 }
 
 function target({ host, port }: TcpAttributes): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(host, port);
 }
 
 function quote(received: Buffer | undefined): string {
@@ -260,6 +250,3 @@ function quote(received: Buffer | undefined): string {
   return text.length > QUOTE_CHARS ? `${JSON.stringify(text.slice(0, QUOTE_CHARS))}…` : JSON.stringify(text);
 }
 
-function formatMs(ms: number): string {
-  return ms < 100 ? ms.toFixed(1) : String(Math.round(ms));
-}

@@ -6,14 +6,15 @@ import type { CheckSpec } from '../checks/check.js';
 import type { AnyCommand, ParseResult } from '../commands/command.js';
 import type { AnyHandlerType } from '../handlers/handler.js';
 import { substituteEnv } from './env.js';
-import { errorMessage, isMapping } from '../core/values.js';
+import { errorMessage } from '../core/errors.js';
+import { isMapping } from '../core/values.js';
 import { amqpIngestSettings, type AmqpIngestSettings } from '../ingest/amqp-ingest.js';
 import { loadPlugins } from './plugin-loader.js';
 import { defaultPools, type PoolRouting, type PoolSpec } from '../server/pools.js';
 import { duration, integer, nonEmptyString } from '../validation/schema-types.js';
 import { describeValue, formatIssue, formatPath, fromZodError, prefixIssues, ValidationError, type Issue } from '../validation/issues.js';
+import { formatDuration } from '../core/format.js';
 
-/** A named handler instance: a `handlers:` entry, or a handler type used by its name with default options. */
 /**
  * The daemon's default `server.heapGrowthPercent`. Measured with 100,000 checks at 10,000 runs/s
  * (`npm run bench -- --only scheduler`, 2 cores, a few runs each): V8's own choice gave RSS 294–349 MB
@@ -23,6 +24,7 @@ import { describeValue, formatIssue, formatPath, fromZodError, prefixIssues, Val
  */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 30;
 
+/** A named handler instance: a `handlers:` entry, or a handler type used by its name with default options. */
 export interface HandlerConfig {
   /** The name checks use in `handlers:`. */
   readonly name: string;
@@ -478,7 +480,7 @@ function effectiveDefaults(given: z.output<typeof defaultsSchema>, issues: Issue
   if (given.timeout !== undefined) {
     timeoutMs = given.timeout;
     if (intervalMs !== null && given.timeout > intervalMs) {
-      issues.push({ path: ['defaults', 'timeout'], message: `expected at most the interval (${formatMs(intervalMs)}), got ${formatMs(given.timeout)}` });
+      issues.push({ path: ['defaults', 'timeout'], message: `expected at most the interval (${formatDuration(intervalMs)}), got ${formatDuration(given.timeout)}` });
     }
   }
   return {
@@ -547,7 +549,7 @@ export function parseCheckSpec(raw: unknown, context: CheckContext): ParseResult
   if (check.timeout !== undefined) {
     timeoutMs = check.timeout;
     if (intervalMs !== null && check.timeout > intervalMs) {
-      const interval = check.interval === undefined ? `the default interval (${formatMs(intervalMs)})` : `the interval (${formatMs(intervalMs)})`;
+      const interval = check.interval === undefined ? `the default interval (${formatDuration(intervalMs)})` : `the interval (${formatDuration(intervalMs)})`;
       return { ok: false, issues: [{ path: ['timeout'], message: `expected at most ${interval}, got ${describeValue(raw.timeout)}` }] };
     }
   }
@@ -682,17 +684,6 @@ function list(names: Iterable<string>): string {
 
 function startsWith(path: readonly (string | number)[], prefix: readonly (string | number)[]): boolean {
   return prefix.length <= path.length && prefix.every((part, i) => path[i] === part);
-}
-
-function formatMs(ms: number): string {
-  const units: [string, number][] = [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ];
-  for (const [unit, size] of units) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  return `${ms}ms`;
 }
 
 /** Freezes plain objects and arrays all the way down; class instances (a command's parsed values) are left alone. */

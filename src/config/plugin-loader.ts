@@ -4,7 +4,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import type { AnyCommand } from '../commands/command.js';
 import type { AnyHandlerType } from '../handlers/handler.js';
-import { errorMessage, isMapping } from '../core/values.js';
+import { errorMessage } from '../core/errors.js';
+import { isMapping } from '../core/values.js';
 import { nonEmptyString } from '../validation/schema-types.js';
 import { describeValue, formatPath, fromZodError, prefixIssues, type Issue } from '../validation/issues.js';
 

@@ -20,3 +20,13 @@ export const systemClock: Clock = {
   },
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
+
+/** A clock whose time is what `now` says and whose timers are real: for a test that sets the time but waits for real events. */
+export function clockWith(now: () => number): Clock {
+  return { now, setTimeout: systemClock.setTimeout, clearTimeout: systemClock.clearTimeout };
+}
+
+/** The time function of an optional clock (`systemClock` when none is given), for code that only tells the time. */
+export function nowOf(clock: Clock = systemClock): () => number {
+  return () => clock.now();
+}

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import writeFileAtomic from 'write-file-atomic';
+import { errorMessage } from '../core/errors.js';
 
 /** Who this vigil is: an id kept in its data dir across restarts, and how many times it has started. */
 export interface InstanceIdentity {
@@ -53,7 +54,7 @@ function parseIdentity(text: string): { id: string; epoch: number } | string {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    return `is not valid JSON: ${error instanceof Error ? error.message : String(error)}`;
+    return `is not valid JSON: ${errorMessage(error)}`;
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return 'is not a JSON object';
   const { id, epoch } = data as Record<string, unknown>;

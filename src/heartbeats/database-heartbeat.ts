@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { DEFAULT_SCHEMA } from '../postgres/migrations.js';
 import { assertIntervalMs, processSample, type Heartbeat, type HeartbeatSample } from './heartbeat-writer.js';
+import { type Clock } from '../core/clock.js';
 
 export interface DatabaseHeartbeatOptions {
   /** Connection URL of the database holding `<schema>.heartbeats` (created by `vigil migrate`). */
@@ -12,8 +13,8 @@ export interface DatabaseHeartbeatOptions {
   readonly intervalMs: number;
   /** Schema of the `heartbeats` table; default `vigil`. */
   readonly schema?: string;
-  /** Epoch milliseconds now; default the database's clock (`now()`), which `heartbeat-table` also reads. */
-  readonly now?: () => number;
+  /** Tells the time; default the database's clock (`now()`), which `heartbeat-table` also reads. */
+  readonly clock?: Clock;
   /** What each beat reports; default this process (`process.pid`, `process.uptime()`, its rss). */
   readonly sample?: () => HeartbeatSample | Promise<HeartbeatSample>;
   /** Called with the error of a failed timed beat (the first one included), or of its idle connection breaking; default: ignored. */
@@ -57,7 +58,7 @@ class DatabaseHeartbeatWriter implements DatabaseHeartbeat {
   readonly #table: string;
   readonly #upsertSql: string;
   readonly #host: string;
-  readonly #now: (() => number) | undefined;
+  readonly #clock: Clock | undefined;
   readonly #sample: () => HeartbeatSample | Promise<HeartbeatSample>;
   readonly #onError: (error: unknown) => void;
   readonly #timer: NodeJS.Timeout;
@@ -80,7 +81,7 @@ class DatabaseHeartbeatWriter implements DatabaseHeartbeat {
       'ON CONFLICT (id) DO UPDATE SET timestamp = EXCLUDED.timestamp, uptime = EXCLUDED.uptime, memory_usage = EXCLUDED.memory_usage, ' +
       'pid = EXCLUDED.pid, beat = EXCLUDED.beat, host = EXCLUDED.host';
     this.#host = options.host ?? hostname();
-    this.#now = options.now;
+    this.#clock = options.clock;
     this.#sample = options.sample ?? processSample;
     this.#onError = options.onError ?? ignore;
     // One connection, kept between beats; a broken one is replaced on the next beat.
@@ -142,7 +143,7 @@ class DatabaseHeartbeatWriter implements DatabaseHeartbeat {
     this.#writing = true;
     try {
       const { pid, uptime, memoryUsage } = await this.#sample();
-      const timestampMs = this.#now === undefined ? null : this.#now();
+      const timestampMs = this.#clock === undefined ? null : this.#clock.now();
       const memory = memoryUsage === undefined ? null : Math.round(memoryUsage);
       await this.#pool.query(this.#upsertSql, [this.id, timestampMs, uptime, memory, pid, this.#beats + 1, this.#host]);
       this.#beats++;

@@ -1,6 +1,7 @@
 import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { serializeHeartbeat } from './heartbeat-file-format.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 /** What a beat says about the process it stands for. */
 export interface HeartbeatSample {
@@ -16,8 +17,8 @@ export interface HeartbeatOptions {
   readonly file: string;
   /** Milliseconds between beats (≥ 1). */
   readonly intervalMs: number;
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
   /** What each beat reports; default this process (`process.pid`, `process.uptime()`, its rss). */
   readonly sample?: () => HeartbeatSample | Promise<HeartbeatSample>;
   /** Called with the error of a failed timed beat (the first one included); default: ignored. */
@@ -87,7 +88,7 @@ class HeartbeatWriter implements Heartbeat {
     this.file = options.file;
     this.#dir = dirname(options.file);
     this.#tempPrefix = join(this.#dir, `.${basename(options.file)}.${process.pid}.`);
-    this.#now = options.now ?? Date.now;
+    this.#now = nowOf(options.clock);
     this.#sample = options.sample ?? processSample;
     this.#onError = options.onError ?? ignore;
     this.#timer = setInterval(() => this.#timedBeat(), options.intervalMs);

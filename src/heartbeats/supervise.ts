@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { assertIntervalMs, startHeartbeat, type HeartbeatSample } from './heartbeat-writer.js';
+import { type Clock } from '../core/clock.js';
 
 /** What writes the beats: the file writer, or another transport (a database row) with the same stop. */
 export type HeartbeatStarter = (sample?: () => HeartbeatSample | Promise<HeartbeatSample>) => { stop(options?: { remove?: boolean }): Promise<void> };
@@ -19,8 +20,8 @@ export interface SuperviseOptions {
   readonly signal?: AbortSignal;
   /** Called with the error of a failed beat; default: ignored. */
   readonly onError?: (error: unknown) => void;
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /** The signals passed on to the command (and that stop a sidecar). */
@@ -156,7 +157,7 @@ function starter(options: SuperviseOptions): HeartbeatStarter {
     startHeartbeat({
       file,
       intervalMs: options.intervalMs,
-      ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.onError === undefined ? {} : { onError: options.onError }),
       ...(sample === undefined ? {} : { sample }),
     });

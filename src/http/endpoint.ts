@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { expositionStream } from '../metrics/exposition.js';
 import type { Health } from '../core/health.js';
+import { hostPort } from '../core/host-port.js';
+import { errorMessage } from '../core/errors.js';
 
 export interface HttpEndpointOptions {
   /** Address to listen on, e.g. `127.0.0.1`, `0.0.0.0`, `::`. */
@@ -71,7 +73,7 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
 
   app.setErrorHandler((error, request, reply) => {
     const status = statusOf(error);
-    const details = error instanceof Error ? error.message : String(error);
+    const details = errorMessage(error);
     if (status >= 500) logger.error({ err: error, method: request.method, url: request.url }, 'HTTP request failed');
     else logger.debug({ method: request.method, url: request.url, status, details }, 'HTTP request rejected');
     return reply.code(status).send(errorBody(status, details));
@@ -106,10 +108,6 @@ function statusOf(error: unknown): number {
   return typeof status === 'number' && status >= 400 && status <= 599 ? status : 500;
 }
 
-/** `127.0.0.1:9470`, `[::1]:9470` */
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 function describeListenError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | null)?.code;
@@ -123,6 +121,6 @@ function describeListenError(error: unknown): string {
     case 'ENOTFOUND':
       return 'the host name does not resolve (ENOTFOUND)';
     default:
-      return error instanceof Error ? error.message : String(error);
+      return errorMessage(error);
   }
 }

@@ -6,6 +6,8 @@ import type { CheckRegistry } from '../checks/check-registry.js';
 import type { HttpErrorBody } from './endpoint.js';
 import { redactToken, type PushTokens } from './push-tokens.js';
 import type { Server } from '../server/server.js';
+import { errorMessage } from '../core/errors.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 export interface PushRoutesOptions {
   /** Applies each ping as a passive result (`submit`); while it is `stopping`, pings get 503. */
@@ -20,8 +22,8 @@ export interface PushRoutesOptions {
    * read and dropped, so a job that sends its whole output still counts as having pinged. Default 10 000.
    */
   readonly bodyLimitBytes?: number;
-  /** Epoch milliseconds now, the time a ping arrived; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time, the time a ping arrived; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /** A request body longer than this (bytes) is refused with 413 rather than read to its end. */
@@ -48,7 +50,7 @@ type PingRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
 export async function registerPushRoutes(app: FastifyInstance, options: PushRoutesOptions): Promise<void> {
   const { server, checks, tokens, logger } = options;
   const bodyLimitBytes = options.bodyLimitBytes ?? 10_000;
-  const now = options.now ?? Date.now;
+  const now = nowOf(options.clock);
   if (!Number.isInteger(bodyLimitBytes) || bodyLimitBytes < 0 || bodyLimitBytes > MAX_PING_REQUEST_BYTES) {
     throw new TypeError(`Expected \`bodyLimitBytes\` to be an integer 0–${MAX_PING_REQUEST_BYTES}, got \`${String(options.bodyLimitBytes)}\``);
   }
@@ -112,7 +114,7 @@ export async function registerPushRoutes(app: FastifyInstance, options: PushRout
 
     scope.setErrorHandler((error, request, reply) => {
       const status = statusOf(error);
-      const details = error instanceof Error ? error.message : String(error);
+      const details = errorMessage(error);
       const url = redactUrl(request.url);
       if (status >= 500) logger.error({ err: error, method: request.method, url }, 'ping failed');
       else logger.debug({ method: request.method, url, status, details }, 'ping rejected');

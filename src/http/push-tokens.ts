@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CheckSpec } from '../checks/check.js';
 import { PUSH_COMMAND } from '../commands/push.js';
 import type { CheckRegistry } from '../checks/check-registry.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 /** The file in the data dir that holds the push secret: 64 hex characters (32 random bytes) and a newline. */
 export function pushSecretPath(dataDir: string): string {
@@ -105,8 +106,8 @@ export interface PushTokensOptions {
    * pass over the checks per interval, not one per request; default 1 000. `invalidate()` lifts it once.
    */
   readonly missRebuildIntervalMs?: number;
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 interface Entry {
@@ -142,7 +143,7 @@ export class PushTokens {
     this.#secret = options.secret;
     this.#logger = options.logger;
     this.#missRebuildIntervalMs = options.missRebuildIntervalMs ?? 1_000;
-    this.#now = options.now ?? Date.now;
+    this.#now = nowOf(options.clock);
   }
 
   /** The push check a ping's token stands for. */

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { errorMessage } from '../core/errors.js';
 
 /**
  * vigil's schema in PostgreSQL: versioned SQL files (`migrations/NNNN_name.sql`) applied in name order,
@@ -85,7 +86,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
       try {
         await client.query(migration.sql.replaceAll('{schema}', quoted));
       } catch (error) {
-        throw new Error(`migration ${migration.version} failed in schema ${schema}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new Error(`migration ${migration.version} failed in schema ${schema}: ${errorMessage(error)}`, { cause: error });
       }
       await client.query(`INSERT INTO ${quoted}.schema_migrations (version, checksum) VALUES ($1, $2)`, [migration.version, checksum(migration.sql)]);
       applied.push(migration.version);

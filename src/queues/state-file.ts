@@ -7,6 +7,9 @@ import type { Check, CheckSpec, CheckState } from '../checks/check.js';
 import { firstDueAt } from '../checks/schedule.js';
 import { MetricKinds, type Metric } from '../results/metric.js';
 import { States } from '../results/result.js';
+import { errorMessage } from '../core/errors.js';
+import { isMapping, kindOf } from '../core/values.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 /**
  * The memory queue's check state kept across restarts, so that a restarted vigil neither forgets an
@@ -103,8 +106,8 @@ export interface StateFileWriterOptions {
   /** Milliseconds between periodic saves (a positive integer). */
   readonly intervalMs: number;
   readonly logger: Logger;
-  /** Epoch milliseconds now, written as `savedAt`; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time, written as `savedAt`; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -134,7 +137,7 @@ export class StateFileWriter {
     this.#source = options.source;
     this.#intervalMs = intervalMs;
     this.#logger = options.logger;
-    this.#now = options.now ?? Date.now;
+    this.#now = nowOf(options.clock);
   }
 
   /** Starts the periodic saves; the timer does not keep the process alive. Calling it again does nothing. */
@@ -230,12 +233,12 @@ function parseEnvelope(text: string): Record<string, unknown> {
   } catch (error) {
     throw new Error(`is not valid JSON: ${errorMessage(error)}`, { cause: error });
   }
-  if (!isPlainObject(data)) throw new Error(`is not a JSON object (got ${describe(data)})`);
+  if (!isMapping(data)) throw new Error(`is not a JSON object (got ${kindOf(data)})`);
   if (data.version !== STATE_FILE_VERSION) {
     throw new Error(`has version ${JSON.stringify(data.version) ?? 'undefined'}, expected ${STATE_FILE_VERSION}`);
   }
-  if (typeof data.savedAt !== 'number') throw new Error(`has no numeric \`savedAt\` (got ${describe(data.savedAt)})`);
-  if (!isPlainObject(data.checks)) throw new Error(`has no \`checks\` object (got ${describe(data.checks)})`);
+  if (typeof data.savedAt !== 'number') throw new Error(`has no numeric \`savedAt\` (got ${kindOf(data.savedAt)})`);
+  if (!isMapping(data.checks)) throw new Error(`has no \`checks\` object (got ${kindOf(data.checks)})`);
   return data.checks;
 }
 
@@ -253,20 +256,7 @@ function formatIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(entry)'}: ${issue.message}`).join('; ');
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value;
-}
-
 function isErrnoException(error: unknown): error is NodeJS.ErrnoException {
   return error instanceof Error && 'code' in error;
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

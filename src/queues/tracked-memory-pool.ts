@@ -4,6 +4,7 @@ import { MemoryQueue } from './memory-queue.js';
 import type { CheckRegistry, CheckStatus } from '../checks/check-registry.js';
 import { restoredSchedule, type SavedCheck } from './state-file.js';
 import type { Queue, QueueEvent } from './queue.js';
+import { nowOf, type Clock } from '../core/clock.js';
 
 
 interface Tracked {
@@ -18,8 +19,8 @@ interface Tracked {
 }
 
 export interface TrackedMemoryPoolOptions {
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -38,7 +39,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   readonly #adoptable = new Map<string, SavedCheck>();
 
   constructor(options: TrackedMemoryPoolOptions = {}) {
-    this.#now = options.now ?? Date.now;
+    this.#now = nowOf(options.clock);
   }
 
   partitionBy(partition: (spec: CheckSpec) => string): void {

@@ -5,6 +5,7 @@ import type { CheckRegistry } from '../checks/check-registry.js';
 import { EngineReasons, toResult, type CommandOutcome, type Result } from '../results/result.js';
 import type { Clock } from '../core/clock.js';
 import type { InFlightRuns, InterruptibleRun } from './in-flight-runs.js';
+import { errorMessage } from '../core/errors.js';
 
 export interface RunCheckDeps {
   readonly commands: ReadonlyMap<string, AnyCommand>;
@@ -133,7 +134,7 @@ class CheckRun implements CommandContext, InterruptibleRun {
   #threw(error: unknown): void {
     if (this.#settled) return;
     this.#deps.logger.warn({ err: error }, 'command threw');
-    this.#finish({ state: 'unknown', reason: EngineReasons.exception, message: error instanceof Error ? error.message : String(error) });
+    this.#finish({ state: 'unknown', reason: EngineReasons.exception, message: errorMessage(error) });
   }
 
   #finish(outcome: CommandOutcome): void {

@@ -45,3 +45,13 @@ export function duration(minMs = 0) {
       return ms;
     });
 }
+
+/**
+ * For a zod transform of a pattern compiled with core/regex-literal.ts: the RegExp, or an issue saying
+ * why V8 refused it (`expected a valid regular expression (Unterminated group)`), quoting the input.
+ */
+export function validRegex(compiled: RegExp | { readonly error: string }, input: string, ctx: z.RefinementCtx<string>): RegExp {
+  if (compiled instanceof RegExp) return compiled;
+  ctx.addIssue({ code: 'custom', message: `expected a valid regular expression (${compiled.error})`, input });
+  return z.NEVER;
+}

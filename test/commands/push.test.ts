@@ -3,6 +3,7 @@ import type { CommandContext } from '../../src/commands/command.js';
 import { applyPing, formatDuration, pushCommand, PushMetrics, readPushState, type Ping, type PushAttributes } from '../../src/commands/push.js';
 import { toResult, type CommandOutcome, type Result } from '../../src/results/result.js';
 import { silentLogger } from '../helpers/logger.js';
+import { clockWith } from '../../src/core/clock.js';
 
 const logger = silentLogger();
 const T0 = Date.parse('2024-06-01T00:00:00Z');
@@ -10,7 +11,7 @@ const S = 1000;
 const H = 3_600_000;
 
 let clock = T0;
-const push = pushCommand({ now: () => clock });
+const push = pushCommand({ clock: clockWith(() => clock) });
 
 function parse(raw: unknown): PushAttributes {
   const parsed = push.parse(raw);

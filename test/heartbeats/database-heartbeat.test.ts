@@ -5,6 +5,7 @@ import { startHeartbeat, type DatabaseHeartbeat } from '../../src/heartbeats/dat
 import { migrate } from '../../src/postgres/migrations.js';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { freePort } from '../helpers/processes.js';
+import { clockWith } from '../../src/core/clock.js';
 
 let db: TestDatabase;
 let table: string;
@@ -70,7 +71,7 @@ describe('database heartbeat', () => {
     const heartbeat = start({
       id: 'timed',
       intervalMs: 15,
-      now: () => Date.UTC(2030, 5, 1, 12, 0, 0, 250),
+      clock: clockWith(() => Date.UTC(2030, 5, 1, 12, 0, 0, 250)),
       sample: () => ({ pid: 4242, uptime: 12.5, memoryUsage: 73_400_320 }),
       host: 'box-7',
     });

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from '../../src/heartbeats/heartbeat-file-format.js';
 import { startHeartbeat, type Heartbeat } from '../../src/heartbeats/heartbeat-writer.js';
+import { clockWith } from '../../src/core/clock.js';
 
 /** The writer as built by the global setup, for a process that imports nothing else. */
 const BUILT_WRITER = fileURLToPath(new URL('../../dist/heartbeats/heartbeat-writer.js', import.meta.url));
@@ -41,7 +42,7 @@ async function read(path = file): Promise<HeartbeatRecord> {
 describe('startHeartbeat', () => {
   it('writes a beat at once: timestamp, uptime, rss, pid and beat 1', async () => {
     const now = Date.parse('2024-06-10T12:00:00.250Z');
-    const heartbeat = start({ now: () => now });
+    const heartbeat = start({ clock: clockWith(() => now) });
     await vi.waitFor(() => expect(heartbeat.beats).toBe(1));
     const beat = await read();
     expect(beat).toMatchObject({ timestampMs: now, pid: process.pid, beat: 1 });

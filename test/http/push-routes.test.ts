@@ -16,6 +16,7 @@ import { derivePushToken, loadPushSecret, pushSecretPath, PushTokens, tokenFor }
 import { Server } from '../../src/server/server.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
+import { clockWith } from '../../src/core/clock.js';
 
 const TOKEN = 'nightly-backup-token-0123456789';
 const push = pushCommand();
@@ -56,10 +57,10 @@ async function startVigil(
   const logger = options.logger ?? silentLogger();
   const dataDir = options.dataDir ?? (await tempDir());
   let offset = 0;
-  const now = (): number => Date.now() + offset;
+  const clock = clockWith(() => Date.now() + offset);
   const pool = new TrackedMemoryPool();
   for (const spec of checks) pool.add(spec);
-  const server = new Server({ queue: pool, commands: [pushCommand({ now })], logger });
+  const server = new Server({ queue: pool, commands: [pushCommand({ clock })], logger });
   const tokens = new PushTokens({ checks: pool, secret: await loadPushSecret(dataDir), ...(options.missRebuildIntervalMs === undefined ? {} : { missRebuildIntervalMs: options.missRebuildIntervalMs }) });
   const endpoint: HttpEndpoint = await startHttpEndpoint({
     host: '127.0.0.1',
@@ -67,7 +68,7 @@ async function startVigil(
     registry: new Registry(),
     logger,
     health: () => ({ status: 'ok', instanceId: 'test', epoch: 1, version: '0', uptimeSeconds: 0, checks: pool.size }),
-    routes: (app) => registerPushRoutes(app, { server, checks: pool, tokens, logger, now, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }) }),
+    routes: (app) => registerPushRoutes(app, { server, checks: pool, tokens, logger, clock, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }) }),
   });
   cleanups.push(async () => {
     await endpoint.close();
@@ -327,7 +328,7 @@ describe('push tokens', () => {
     pool.add(pushSpec('a', { token: TOKEN, period: '1h' }));
     pool.add(checkSpec({ id: 'not-push' }));
     const secret = await loadPushSecret(await tempDir());
-    const tokens = new PushTokens({ checks: pool, secret, missRebuildIntervalMs: 60_000, now: () => now });
+    const tokens = new PushTokens({ checks: pool, secret, missRebuildIntervalMs: 60_000, clock: clockWith(() => now) });
     expect(tokenFor(pool.get('a')?.spec as CheckSpec, secret)).toBe(TOKEN);
     expect(tokens.lookup(TOKEN)).toEqual({ kind: 'found', checkId: 'a' });
     expect(tokens.tokenOf('not-push')).toBeUndefined();

@@ -8,6 +8,7 @@ import { firstDueAt } from '../../src/checks/schedule.js';
 import { loadState, restoredSchedule, saveState, StateFileWriter, type SavedCheck } from '../../src/queues/state-file.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
+import { clockWith } from '../../src/core/clock.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
@@ -192,7 +193,7 @@ describe('StateFileWriter', () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const clock = { now: T0 };
     const checks = [check('db', initialCheckState, T0 + 5_000)];
-    const writer = new StateFileWriter({ file, source: () => checks, intervalMs: 60_000, logger: silentLogger(), now: () => clock.now });
+    const writer = new StateFileWriter({ file, source: () => checks, intervalMs: 60_000, logger: silentLogger(), clock: clockWith(() => clock.now) });
     writer.start();
     writer.start();
     expect(vi.getTimerCount()).toBe(1);
@@ -224,7 +225,7 @@ describe('StateFileWriter', () => {
       if (calls === 1) throw new Error('source broke');
       return [check('db', downState, T0)];
     };
-    const writer = new StateFileWriter({ file, source, intervalMs: 60_000, logger, now: () => T0 });
+    const writer = new StateFileWriter({ file, source, intervalMs: 60_000, logger, clock: clockWith(() => T0) });
     writer.start();
     vi.advanceTimersByTime(60_000);
     await vi.waitFor(() => expect(lines.map((line) => line.msg)).toContain('saving the state file failed'), { timeout: 5_000 });
@@ -258,7 +259,7 @@ describe('StateFileWriter', () => {
       file,
       intervalMs: 60_000,
       logger: silentLogger(),
-      now: () => T0 + calls,
+      clock: clockWith(() => T0 + calls),
       source: () => {
         calls++;
         // Asked for while the first save is under way.

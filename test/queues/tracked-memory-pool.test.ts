@@ -4,12 +4,13 @@ import { firstDueAt } from '../../src/checks/schedule.js';
 import type { QueueEvent } from '../../src/queues/queue.js';
 import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
 import { checkSpec } from '../helpers/checks.js';
+import { clockWith } from '../../src/core/clock.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
 function setup(): { pool: TrackedMemoryPool; events: QueueEvent[]; clock: { now: number } } {
   const clock = { now: T0 };
-  const pool = new TrackedMemoryPool({ now: () => clock.now });
+  const pool = new TrackedMemoryPool({ clock: clockWith(() => clock.now) });
   const events: QueueEvent[] = [];
   pool.watch((event) => events.push(event));
   return { pool, events, clock };
@@ -351,7 +352,7 @@ describe('TrackedMemoryPool one-shot checks and counts', () => {
   });
 
   it('stops telling a watcher once it unsubscribes', () => {
-    const pool = new TrackedMemoryPool({ now: () => T0 });
+    const pool = new TrackedMemoryPool({ clock: clockWith(() => T0) });
     const events: QueueEvent[] = [];
     const unwatch = pool.watch((event) => events.push(event));
     pool.add(checkSpec({ id: 'a' }));

@@ -7,6 +7,7 @@ import type { CommandOutcome, State } from '../../results/result.js';
 import { duration, nonEmptyString } from '../../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from '../command.js';
 import { LocalDirectories } from './local-directories.js';
+import { nowOf, type Clock } from '../../core/clock.js';
 
 /**
  * How far in the future a heartbeat's timestamp may be (ms) before it is `bad-heartbeat`: a little
@@ -51,8 +52,8 @@ const attributes = z
 export type HeartbeatFileAttributes = z.output<typeof attributes>;
 
 export interface HeartbeatFileCommandOptions {
-  /** Epoch milliseconds now; default `Date.now`. */
-  readonly now?: () => number;
+  /** Tells the time; default `systemClock`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -65,7 +66,7 @@ export interface HeartbeatFileCommandOptions {
  * `beat` (counter).
  */
 export function heartbeatFileCommand(options: HeartbeatFileCommandOptions = {}): Command<HeartbeatFileAttributes> {
-  const now = options.now ?? Date.now;
+  const now = nowOf(options.clock);
   const reader: HeartbeatReader = { buffers: new BufferCache(), localDirectories: new LocalDirectories() };
   return defineCommand({ name: 'heartbeat-file', attributes, run: (attrs, ctx) => runHeartbeatFile(attrs, ctx, now, reader) });
 }

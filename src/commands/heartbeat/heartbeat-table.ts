@@ -6,6 +6,7 @@ import type { CommandOutcome } from '../../results/result.js';
 import { duration, nonEmptyString } from '../../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from '../command.js';
 import { judgeHeartbeat, missingHeartbeat, MissingFileStates } from './heartbeat-file.js';
+import { type Clock } from '../../core/clock.js';
 
 const URL_ERROR = 'expected a postgres:// or postgresql:// connection URL';
 
@@ -34,8 +35,8 @@ const attributes = z
 export type HeartbeatTableAttributes = z.output<typeof attributes>;
 
 export interface HeartbeatTableCommandOptions {
-  /** Epoch milliseconds now; default the database's clock, read in the same query as the row. */
-  readonly now?: () => number;
+  /** Tells the time; default the database's clock, read in the same query as the row. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -54,7 +55,7 @@ export interface HeartbeatTableCommandOptions {
  * cancelled (`pg_cancel_backend`), so a query stuck behind a lock does not keep a backend busy.
  */
 export function heartbeatTableCommand(options: HeartbeatTableCommandOptions = {}): Command<HeartbeatTableAttributes> {
-  const { now } = options;
+  const { clock } = options;
   const pools = new Map<string, CancellablePool>();
   const statements = new Map<string, string>();
 
@@ -92,7 +93,7 @@ export function heartbeatTableCommand(options: HeartbeatTableCommandOptions = {}
         return { state: 'unknown', reason: 'unreadable', message: `cannot read heartbeat row ${id} from ${attrs.schema}.heartbeats: ${describeError(error)}` };
       }
       if (row === undefined) return missingHeartbeat(`heartbeat row ${id}`, attrs.missing);
-      return judgeHeartbeat('row', id, attrs, toRecord(row), now === undefined ? row.now_ms : now());
+      return judgeHeartbeat('row', id, attrs, toRecord(row), clock === undefined ? row.now_ms : clock.now());
     },
   });
 }

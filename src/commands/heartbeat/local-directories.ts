@@ -1,4 +1,5 @@
 import { statfs } from 'node:fs';
+import { nowOf, type Clock } from '../../core/clock.js';
 
 /**
  * Linux `statfs` magic numbers (statfs(2)) of the filesystems whose data is on this machine: disks,
@@ -44,8 +45,8 @@ export class LocalDirectories {
   /** Linux only: elsewhere statfs's numbers mean other things, and every read stays asynchronous. */
   readonly #enabled: boolean;
 
-  constructor(options: { now?: () => number; platform?: NodeJS.Platform; statfs?: StatFs } = {}) {
-    this.#now = options.now ?? Date.now;
+  constructor(options: { clock?: Clock; platform?: NodeJS.Platform; statfs?: StatFs } = {}) {
+    this.#now = nowOf(options.clock);
     this.#statfs = options.statfs ?? statfs;
     this.#enabled = (options.platform ?? process.platform) === 'linux';
   }

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { version } from '../../core/version.js';
 import { duration, integer, nonEmptyString } from '../../validation/schema-types.js';
 import {
-  compileRegex,
+  compilePattern,
   defaultStatusExpectation,
   parseJsonPath,
   statusExpectation,
@@ -16,6 +16,7 @@ import {
   type JsonExpectation,
   type StatusExpectation,
 } from './expectations.js';
+import { HTTP_TOKEN } from '../../core/http-token.js';
 
 /** Where one request goes: the parts of its URL that `http.request` takes, worked out once. */
 export interface HttpTarget {
@@ -82,7 +83,6 @@ const USER_AGENT = `vigil/${version}`;
 
 const urlError = 'expected an http:// or https:// URL';
 /** An RFC 9110 token: what a method name may be made of. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Works out a request's target from a URL; `undefined` when it is not http or https. */
 export function toTarget(url: URL): HttpTarget | undefined {
@@ -138,7 +138,7 @@ const headers = z.record(z.string(), z.string({ error: 'expected a header value 
 });
 
 const headerMatches = z
-  .record(z.string(), z.string({ error: 'expected a regular expression (a string)' }).transform(compileRegex), {
+  .record(z.string(), z.string({ error: 'expected a regular expression (a string)' }).transform(compilePattern), {
     error: 'expected a mapping of header names to regular expressions',
   })
   .superRefine((value, ctx) => {
@@ -179,7 +179,7 @@ const fields = z.strictObject({
   /** Request method; default `GET`. */
   method: z
     .string({ error: 'expected an HTTP method such as GET, HEAD or POST' })
-    .regex(TOKEN, { error: 'expected an HTTP method such as GET, HEAD or POST' })
+    .regex(HTTP_TOKEN, { error: 'expected an HTTP method such as GET, HEAD or POST' })
     .transform((method) => method.toUpperCase())
     .default('GET'),
   /** Request headers, name → value. */
@@ -191,7 +191,7 @@ const fields = z.strictObject({
   /** Text the body must contain. */
   bodyContains: nonEmptyString().transform(toNeedle).optional(),
   /** A regular expression (source, no flags) the body must match. */
-  bodyMatches: z.string({ error: 'expected a regular expression (a string)' }).transform(compileRegex).optional(),
+  bodyMatches: z.string({ error: 'expected a regular expression (a string)' }).transform(compilePattern).optional(),
   /** A path into a JSON body (`status`, `data.items[0].name`) that must exist, and equal `jsonEquals` if given. */
   jsonPath: z
     .string({ error: 'expected a path like status or data.items[0].name' })

@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
+import { compileRegex } from '../../core/regex-literal.js';
+import { validRegex } from '../../validation/schema-types.js';
 
 /**
  * What the `http` command expects of a response — status, headers, body — compiled at load time into
@@ -93,15 +95,8 @@ export function defaultStatusExpectation(followRedirects: number): StatusExpecta
 }
 
 /** A regular expression source string compiled once at load time (no flags: `test` keeps no state). */
-export function compileRegex(source: string, ctx: z.RefinementCtx<string>): RegExp {
-  try {
-    return new RegExp(source);
-  } catch (error) {
-    // V8 says `Invalid regular expression: /(/: Unterminated group`; the source is quoted after `got` anyway.
-    const why = (error as Error).message.replace(/^Invalid regular expression: .*: /s, '');
-    ctx.addIssue({ code: 'custom', message: `expected a valid regular expression (${why})`, input: source });
-    return z.NEVER;
-  }
+export function compilePattern(source: string, ctx: z.RefinementCtx<string>): RegExp {
+  return validRegex(compileRegex(source), source, ctx);
 }
 
 /** `bodyContains` as the bytes a run looks for. */

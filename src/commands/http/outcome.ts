@@ -1,6 +1,8 @@
 import { gauge, type Metric } from '../../results/metric.js';
 import { severity, type CommandOutcome, type State } from '../../results/result.js';
 import type { HttpAttributes, HttpTarget } from './attributes.js';
+import { formatMs } from '../../core/format.js';
+import { DNS_ERROR_CODES } from '../../core/errors.js';
 
 /**
  * How the `http` command words its outcomes: reasons, one-line messages and metrics, from what a run
@@ -43,7 +45,6 @@ export interface RunRecord {
 }
 
 export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
-const DNS_ERRORS: ReadonlySet<string> = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
 /** OpenSSL's certificate verification failures, as Node names them in `error.code`. */
 const CERT_ERRORS: ReadonlySet<string> = new Set([
   'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_CRL', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
@@ -76,7 +77,7 @@ export function timedOut(run: RunRecord): CommandOutcome {
 export function failed(run: RunRecord, error: NodeJS.ErrnoException): CommandOutcome {
   const code = error.code ?? 'unknown error';
   const { target } = run;
-  if (DNS_ERRORS.has(code)) return { state: 'crit', reason: 'dns', message: `cannot resolve host ${target.hostname} (${code})` };
+  if (DNS_ERROR_CODES.has(code)) return { state: 'crit', reason: 'dns', message: `cannot resolve host ${target.hostname} (${code})` };
   if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || code === 'EPROTO') {
     const trusting = run.attrs.caFile === undefined ? '' : `; trusting the CAs in ${run.attrs.caFile}`;
     return { state: 'crit', reason: 'tls-error', message: `TLS handshake with ${target.host} failed: ${code} (${error.message})${trusting}`, metrics: metrics(run) };
@@ -162,6 +163,3 @@ function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-function formatMs(ms: number): string {
-  return ms < 100 ? ms.toFixed(1) : String(Math.round(ms));
-}

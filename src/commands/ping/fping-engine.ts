@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PING_INTERVAL_MS, RESOLVER_FAILURES, type PingEngine, type PingReply, type PingStatistics, type PingTarget } from './ping-engine.js';
+import { errorMessage } from '../../core/errors.js';
 
 export interface FpingPingEngineOptions {
   /** The fping program (5.x), a path or a name looked up on `PATH`. Default `fping`. */
@@ -220,7 +221,7 @@ class FpingBatch {
 }
 
 function spawnFailure(executable: string, error: unknown): PingReply {
-  return { kind: 'error', message: `cannot run ${executable}: ${error instanceof Error ? error.message : String(error)}` };
+  return { kind: 'error', message: `cannot run ${executable}: ${errorMessage(error)}` };
 }
 
 /** The argv (after the program name) that makes fping ping `hosts` as `settings` ask, with one summary line a host. */

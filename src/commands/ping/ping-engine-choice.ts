@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { resolveProgram } from '../executable.js';
 import { fpingPingEngine, type FpingPingEngineOptions } from './fping-engine.js';
 import { processPingEngine, type PingEngine, type PingTarget } from './ping-engine.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** The engines `defaultPingEngine` chooses from. */
 export type PingEngineName = 'fping' | 'process';
@@ -63,7 +64,7 @@ export function defaultPingEngine(options: DefaultPingEngineOptions = {}): Chose
       const reply = await batched.ping(PROBE_TARGET, AbortSignal.timeout(PROBE_TIMEOUT_MS));
       why = reply.kind === 'reply' ? null : reply.message;
     } catch (error) {
-      why = `no answer within ${PROBE_TIMEOUT_MS} ms (${error instanceof Error ? error.message : String(error)})`;
+      why = `no answer within ${PROBE_TIMEOUT_MS} ms (${errorMessage(error)})`;
     }
     if (why !== null) logger?.warn({ pingEngine: 'process', fping, reason: why }, `fping cannot ping here (${why}); pinging with one ping process per run`);
     chosen = why === null ? batched : fallback;

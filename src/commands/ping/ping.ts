@@ -5,6 +5,7 @@ import type { CommandOutcome } from '../../results/result.js';
 import { duration, integer } from '../../validation/schema-types.js';
 import { defineCommand, type Command, type CommandContext } from '../command.js';
 import { processPingEngine, type PingEngine, type PingStatistics } from './ping-engine.js';
+import { formatMsPrecisely } from '../../core/format.js';
 
 const DEFAULT_LOSS_WARN = 20;
 const DEFAULT_LOSS_CRIT = 60;
@@ -179,11 +180,11 @@ function judge(attrs: PingAttributes, reply: PingStatistics): CommandOutcome {
       gauge('rtt_avg', rttAvgMs, 'ms', { warn: attrs.rttWarnMs, crit: attrs.rttCritMs }),
       gauge('rtt_max', rttMaxMs, 'ms'),
     );
-    check(crossings, 'latency-high', `average rtt ${formatMs(rttAvgMs)} ms`, rttAvgMs, attrs.rttWarnMs, attrs.rttCritMs);
+    check(crossings, 'latency-high', `average rtt ${formatMsPrecisely(rttAvgMs)} ms`, rttAvgMs, attrs.rttWarnMs, attrs.rttCritMs);
   }
   if (jitterMs !== null) {
     metrics.push(gauge('jitter', jitterMs, 'ms', { warn: attrs.jitterWarnMs, crit: attrs.jitterCritMs }));
-    check(crossings, 'jitter-high', `jitter ${formatMs(jitterMs)} ms`, jitterMs, attrs.jitterWarnMs, attrs.jitterCritMs);
+    check(crossings, 'jitter-high', `jitter ${formatMsPrecisely(jitterMs)} ms`, jitterMs, attrs.jitterWarnMs, attrs.jitterCritMs);
   }
 
   const stats = describe(reply, loss);
@@ -203,8 +204,8 @@ function check(crossings: Crossing[], reason: string, text: string, value: numbe
 function describe(reply: PingStatistics, loss: number): string {
   const counts = `${reply.received}/${reply.sent} replies, ${formatPercent(loss)}% loss`;
   const { rttMinMs, rttAvgMs, rttMaxMs, jitterMs } = reply;
-  const rtt = rttMinMs === null || rttAvgMs === null || rttMaxMs === null ? '' : `, rtt min/avg/max ${formatMs(rttMinMs)}/${formatMs(rttAvgMs)}/${formatMs(rttMaxMs)} ms`;
-  const jitter = jitterMs === null ? '' : `, jitter ${formatMs(jitterMs)} ms`;
+  const rtt = rttMinMs === null || rttAvgMs === null || rttMaxMs === null ? '' : `, rtt min/avg/max ${formatMsPrecisely(rttMinMs)}/${formatMsPrecisely(rttAvgMs)}/${formatMsPrecisely(rttMaxMs)} ms`;
+  const jitter = jitterMs === null ? '' : `, jitter ${formatMsPrecisely(jitterMs)} ms`;
   return counts + rtt + jitter;
 }
 
@@ -217,9 +218,3 @@ function formatPercent(value: number): string {
 }
 
 /** Loopback round trips are hundredths of a millisecond, WAN ones hundreds: keep about three significant digits. */
-function formatMs(ms: number): string {
-  if (ms >= 100) return String(Math.round(ms));
-  if (ms >= 10) return ms.toFixed(1);
-  if (ms >= 1) return ms.toFixed(2);
-  return ms.toFixed(3);
-}

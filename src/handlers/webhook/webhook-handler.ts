@@ -5,7 +5,7 @@ import type { CheckSpec } from '../../checks/check.js';
 import { IncidentEventTypes, type Incident, type IncidentEvent, type IncidentEventType } from '../../results/incident.js';
 import type { Result } from '../../results/result.js';
 import { systemClock, type Clock } from '../../core/clock.js';
-import { errorMessage } from '../../core/values.js';
+import { errorMessage } from '../../core/errors.js';
 import { duration, integer, nonEmptyString } from '../../validation/schema-types.js';
 import { version } from '../../core/version.js';
 import {
@@ -19,6 +19,7 @@ import {
 } from './alertmanager-payload.js';
 import { defineHandler, type Handler, type HandlerContext, type HandlerDeps, type Outcome } from '../handler.js';
 import { registeredCounter as counter, registeredGauge as gauge } from '../../metrics/registered-metrics.js';
+import { HTTP_TOKEN } from '../../core/http-token.js';
 
 /** `json`: vigil's own payload to any URL; `alertmanager`: Alertmanager's `/api/v2/alerts` format. */
 export const WebhookFormats = ['json', 'alertmanager'] as const;
@@ -36,7 +37,6 @@ export const MAX_CONCURRENT = 8;
 /** Alertmanager mode: least time between two sends of the same check's firing alert. */
 export const RESEND_INTERVAL_MS = 60_000;
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 const URL_ERROR = 'expected an http:// or https:// URL';
 const EVENT_ERROR = `expected one of ${IncidentEventTypes.join(', ')}`;
@@ -53,7 +53,7 @@ const options = z.strictObject({
     })
     .superRefine((headers, ctx) => {
       for (const name of Object.keys(headers)) {
-        if (HEADER_NAME.test(name)) continue;
+        if (HTTP_TOKEN.test(name)) continue;
         // The issue sits on the mapping: one on the key's path would quote its value as what was found.
         ctx.addIssue({ code: 'custom', message: `expected header names of letters, digits and !#$%&'*+.^_\`|~- (${JSON.stringify(name)} is not one)` });
       }

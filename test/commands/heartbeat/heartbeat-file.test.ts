@@ -8,10 +8,11 @@ import { parseHeartbeat } from '../../../src/heartbeats/heartbeat-file-format.js
 import { startHeartbeat } from '../../../src/heartbeats/heartbeat-writer.js';
 import type { CommandOutcome } from '../../../src/results/result.js';
 import { silentLogger } from '../../helpers/logger.js';
+import { clockWith } from '../../../src/core/clock.js';
 
 /** The time the command sees: a fixed instant, so ages are exact. */
 const NOW = Date.parse('2024-06-10T12:00:00.000Z');
-const command = heartbeatFileCommand({ now: () => NOW });
+const command = heartbeatFileCommand({ clock: clockWith(() => NOW) });
 const logger = silentLogger();
 
 let dir: string;
@@ -119,7 +120,7 @@ describe('heartbeat-file command: ages', () => {
   });
 
   it('reads the file the writer writes', async () => {
-    const heartbeat = startHeartbeat({ file, intervalMs: 60_000, now: () => NOW - 3_000 });
+    const heartbeat = startHeartbeat({ file, intervalMs: 60_000, clock: clockWith(() => NOW - 3_000) });
     await heartbeat.beat();
     await heartbeat.stop();
     const outcome = await run(thresholds);

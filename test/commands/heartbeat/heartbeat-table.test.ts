@@ -9,6 +9,7 @@ import { migrate } from '../../../src/postgres/migrations.js';
 import type { CommandOutcome } from '../../../src/results/result.js';
 import { silentLogger } from '../../helpers/logger.js';
 import { testDatabase, type TestDatabase } from '../../helpers/postgres.js';
+import { clockWith } from '../../../src/core/clock.js';
 
 const logger = silentLogger();
 const command = heartbeatTableCommand();
@@ -52,7 +53,7 @@ async function beatAged(id: string, ageMs: number): Promise<void> {
     schema: db.schema,
     id,
     intervalMs: 3_600_000,
-    now: () => Date.now() - ageMs,
+    clock: clockWith(() => Date.now() - ageMs),
     sample: () => ({ pid: 4242, uptime: 3600.5, memoryUsage: 73_400_320 }),
   });
   heartbeats.push(heartbeat);
@@ -112,7 +113,7 @@ describe('heartbeat-table command: judging a row', () => {
   it('judges with the `now` it is given when one is', async () => {
     await beatAged('frozen', 0);
     const at = Date.now();
-    const judged = heartbeatTableCommand({ now: () => at + 31_000 });
+    const judged = heartbeatTableCommand({ clock: clockWith(() => at + 31_000) });
     const parsed = judged.parse({ url: db.url, schema: db.schema, id: 'frozen', critAfter: '30s' });
     if (!parsed.ok) throw new Error('unexpected issues');
     expect(await judged.run(parsed.value, ctx())).toMatchObject({ state: 'crit', reason: 'heart-attack' });

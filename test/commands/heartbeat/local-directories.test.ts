@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalDirectories, type StatFs } from '../../../src/commands/heartbeat/local-directories.js';
+import { clockWith } from '../../../src/core/clock.js';
 
 /** Asks until the background statfs has answered (true), or gives up after two seconds. */
 async function settle(directories: LocalDirectories, dir: string): Promise<boolean> {
@@ -66,7 +67,7 @@ describe('LocalDirectories', () => {
 
   it('asks again after a minute, keeping the old answer meanwhile', async () => {
     let now = 0;
-    const directories = new LocalDirectories({ now: () => now });
+    const directories = new LocalDirectories({ clock: clockWith(() => now) });
     expect(await settle(directories, dir)).toBe(true);
     now = 61_000;
     // Re-asking in the background; the answer stays yes while it does.
