@@ -20,9 +20,9 @@ import { daemonLogDestination } from './daemon/log-destination.js';
 import { limitHeapGrowth } from './daemon/heap-growth.js';
 import { systemClock } from './core/clock.js';
 import { runCheck } from './server/run-check.js';
-import { ValidationError } from './validation/issues.js';
+import { formatIssue, ValidationError } from './validation/issues.js';
 import { version } from './core/version.js';
-import { startHeartbeat as startDatabaseHeartbeat } from './heartbeats/database-heartbeat.js';
+import { startDatabaseHeartbeat } from './heartbeats/database-heartbeat.js';
 import { superviseWithHeartbeat } from './heartbeats/supervise.js';
 import { parseDuration } from './validation/schema-types.js';
 import { bracketHost } from './core/host-port.js';
@@ -34,7 +34,7 @@ Usage:
   vigil run [-c FILE] [--log-level LEVEL] [--pidfile FILE]   run the daemon
   vigil status [-c FILE]                    is the daemon of this config running? exit 0 yes, 3 no
   vigil migrate [-c FILE]                   apply the PostgreSQL migrations of the config's queue
-  vigil validate [-c FILE]                  check a config file; exit 0 when valid, 1 with every problem
+  vigil validate [-c FILE] [--strict]       check a config file; exit 0 when valid, 1 with every problem
   vigil once CHECK_ID [-c FILE] [--json]    run one check once, print its Result; exit 0/1/2/3 (Nagios)
   vigil beat --file FILE [--every 5s] [-- COMMAND ARGS…]   write a heartbeat file (for a command)
   vigil beat --database URL --id NAME [--schema vigil] [--every 5s] [-- COMMAND ARGS…]   the same as a table row
@@ -61,9 +61,11 @@ schema; applied ones are skipped, so it can run any number of times. Exit 0, or 
 
 Asks /healthz at the config's server address. Exit 0 when vigil answers (running, or stopping),
 3 when nothing answers, 4 when the config does not say where (port 0) or cannot be read.`,
-  validate: `Usage: vigil validate [-c FILE]
+  validate: `Usage: vigil validate [-c FILE] [--strict]
 
-Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.`,
+Validates the config file and lists every problem with its path. Exit 0 when valid, 1 otherwise.
+Warnings (an exec plugin missing on this host: vigil run starts, and the check reports plugin-missing
+until the program appears) are listed on stderr; with --strict they fail the validation too.`,
   beat: `Usage: vigil beat --file FILE [--every DURATION] [-- COMMAND ARGS…]
        vigil beat --database URL --id NAME [--schema SCHEMA] [--every DURATION] [-- COMMAND ARGS…]
 
@@ -92,6 +94,7 @@ const OPTIONS = {
   id: { type: 'string' },
   schema: { type: 'string' },
   json: { type: 'boolean' },
+  strict: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -139,7 +142,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'migrate':
       return migrateDatabase(configFile);
     case 'validate':
-      return validate(configFile);
+      return validate(configFile, values.strict === true);
     default: {
       const checkId = rest[0];
       if (checkId === undefined) {
@@ -163,10 +166,17 @@ function loadOptions() {
   return { commands: builtinCommands(), handlerTypes: builtinHandlerTypes() };
 }
 
-async function validate(configFile: string): Promise<number> {
+async function validate(configFile: string, strict: boolean): Promise<number> {
   try {
     const config = await loadConfig(configFile, loadOptions());
-    process.stdout.write(`${configFile}: valid, ${config.checks.length} checks\n`);
+    const { warnings } = config;
+    for (const warning of warnings) process.stderr.write(`${configFile}: warning: ${formatIssue(warning)}\n`);
+    if (strict && warnings.length > 0) {
+      process.stderr.write(`${configFile}: invalid with --strict: ${warnings.length} ${warnings.length === 1 ? 'warning' : 'warnings'}\n`);
+      return 1;
+    }
+    const noted = warnings.length === 0 ? '' : ` (${warnings.length} ${warnings.length === 1 ? 'warning' : 'warnings'})`;
+    process.stdout.write(`${configFile}: valid, ${config.checks.length} checks${noted}\n`);
     return 0;
   } catch (error) {
     process.stderr.write(`${errorMessage(error)}\n`);

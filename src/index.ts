@@ -44,10 +44,10 @@ export { peerCommand, type PeerAttributes } from './commands/peer.js';
 export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat/heartbeat-file.js';
 export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat/heartbeat-dir.js';
 export { heartbeatTableCommand } from './commands/heartbeat/heartbeat-table.js';
-export { startHeartbeat as startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
+export { startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
 export { postgresResultsHandlerType, recentResults } from './handlers/postgres-results-handler.js';
 export { redisHandlerType } from './handlers/redis-handler.js';
-export { startHeartbeat, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';
+export { startHeartbeatFile, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';
 export { superviseWithHeartbeat, type SuperviseOptions } from './heartbeats/supervise.js';
 export { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from './heartbeats/heartbeat-file-format.js';
 

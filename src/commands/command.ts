@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { Check } from '../checks/check.js';
 import type { CheckRegistry } from '../checks/check-registry.js';
 import type { CommandOutcome, Result } from '../results/result.js';
 import { fromZodError, type Issue } from '../validation/issues.js';
@@ -45,7 +46,13 @@ export function listenForAbort(ctx: CommandContext, listener: AbortListener): ((
 }
 
 /** The outcome of parsing attributes: the typed value, or every problem with a path inside the attributes. */
-export type ParseResult<A> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly issues: readonly Issue[] };
+export type ParseResult<A> =
+  /**
+   * `warnings`: problems that do not stop the check from loading, each with its path (a plugin missing on
+   * this host, which the check reports at run time until it appears); `vigil validate --strict` fails on them.
+   */
+  | { readonly ok: true; readonly value: A; readonly warnings?: readonly Issue[] }
+  | { readonly ok: false; readonly issues: readonly Issue[] };
 
 /**
  * A kind of check (`tcp`, `http`, `ping`, …). Stateless: one object serves every check of its kind.
@@ -64,6 +71,45 @@ export interface Command<A = unknown> {
   run(attributes: A, ctx: CommandContext): Promise<CommandOutcome>;
   /** JSON Schema of the attributes, for the config's editor schema. */
   readonly attributesJsonSchema?: Record<string, unknown>;
+  /**
+   * Why checks of this kind may not be created, changed or removed through the HTTP API (it answers 403
+   * with this text), e.g. because they run programs on the host; absent: the API manages them.
+   */
+  readonly apiRefusal?: string;
+  /**
+   * For a command whose runs attach checks of their own (through `ctx.checks`): the id of the check of
+   * this kind that attached `check`, or `undefined`. The daemon removes attached checks with the check
+   * that attached them.
+   */
+  attachedBy?(check: Check): string | undefined;
+  /**
+   * For a kind of check fed by pings from the job it watches rather than by probes (`push`): each such
+   * check gets a ping token and a ping URL (`/ping/:token`, shown by the API), and what arrives through
+   * the push routes or AMQP ingest becomes its outcome here.
+   */
+  readonly pings?: PingReceiver<A>;
+}
+
+/** What a ping says; `at` is when it arrived (epoch ms). */
+export interface Ping {
+  /** `success` (`/ping/:token`, exit code 0), `start`, or `fail` (`/fail`, exit codes 1–255). */
+  readonly kind: 'success' | 'start' | 'fail';
+  /** Epoch milliseconds the ping arrived. */
+  readonly at: number;
+  /** The body's first line, trimmed; empty or absent when there was none. */
+  readonly text?: string;
+  /** The exit code of `/ping/:token/:exitCode`. */
+  readonly exitCode?: number;
+}
+
+/** How the checks of a ping-fed command take their pings. */
+export interface PingReceiver<A> {
+  /** The ping token the attributes set, or `undefined` to have one derived from the check id and the data dir's secret. */
+  token(attributes: A): string | undefined;
+  /** The outcome `ping` makes, given the check's previous Result. */
+  apply(attributes: A, previous: Result | null, ping: Ping): CommandOutcome;
+  /** How long after a ping (ms) the check's own run should next judge the silence. */
+  quietAfterMs(attributes: A): number;
 }
 
 /** Any command, whatever its attributes' type: what registries hold. */
@@ -75,6 +121,14 @@ export interface CommandDefinition<S extends z.ZodType> {
   /** Schema of the attributes; its output type is what `run` receives. */
   readonly attributes: S;
   run(attributes: z.output<S>, ctx: CommandContext): Promise<CommandOutcome>;
+  /** Problems with valid attributes that still let the check load (see `ParseResult`); default none. */
+  warnings?(attributes: z.output<S>): readonly Issue[];
+  /** See `Command.apiRefusal`. */
+  readonly apiRefusal?: string;
+  /** See `Command.attachedBy`. */
+  attachedBy?(check: Check): string | undefined;
+  /** See `Command.pings`. */
+  readonly pings?: PingReceiver<z.output<S>>;
 }
 
 /** Builds a Command from a zod schema of its attributes: parsing, error paths and JSON Schema come with it. */
@@ -84,9 +138,14 @@ export function defineCommand<S extends z.ZodType>(definition: CommandDefinition
     name,
     parse(raw) {
       const parsed = attributes.safeParse(raw ?? {});
-      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, issues: fromZodError(parsed.error, raw) };
+      if (!parsed.success) return { ok: false, issues: fromZodError(parsed.error, raw) };
+      const warnings = definition.warnings?.(parsed.data) ?? [];
+      return warnings.length === 0 ? { ok: true, value: parsed.data } : { ok: true, value: parsed.data, warnings };
     },
     run: (parsed, ctx) => definition.run(parsed, ctx),
     attributesJsonSchema: z.toJSONSchema(attributes, { io: 'input', unrepresentable: 'any' }),
+    ...(definition.apiRefusal === undefined ? {} : { apiRefusal: definition.apiRefusal }),
+    ...(definition.attachedBy === undefined ? {} : { attachedBy: definition.attachedBy }),
+    ...(definition.pings === undefined ? {} : { pings: definition.pings }),
   };
 }

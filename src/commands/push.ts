@@ -2,11 +2,14 @@ import { z } from 'zod';
 import { gauge, type Metric } from '../results/metric.js';
 import type { CommandOutcome, Result } from '../results/result.js';
 import { duration } from '../validation/schema-types.js';
-import { defineCommand, type Command, type CommandContext } from './command.js';
+import { defineCommand, type Command, type CommandContext, type Ping } from './command.js';
+
+export type { Ping } from './command.js';
 import { nowOf, type Clock } from '../core/clock.js';
+import { formatElapsed } from '../core/format.js';
 
 /**
- * Push heartbeats, Healthchecks-style: a job pings vigil (`/ping/:token`, see server/push-routes.ts) and
+ * Push heartbeats, Healthchecks-style: a job pings vigil (`/ping/:token`, see http/push-routes.ts) and
  * the `push` check judges whether the pings come in time. Nothing is kept outside the check's own
  * Results: every push-related Result carries the timestamps below as metrics, so the state survives a
  * restart through the state file, and each evaluation or ping reads them from the previous Result.
@@ -49,7 +52,7 @@ const attributes = z
   .strictObject({
     /**
      * The secret in the ping URL. Default: derived from the check id and the data dir's push secret
-     * (stable across restarts; see server/push-tokens.ts).
+     * (stable across restarts; see http/push-tokens.ts).
      */
     token: z
       .string({ error: tokenError })
@@ -90,7 +93,17 @@ export interface PushCommandOptions {
  */
 export function pushCommand(options: PushCommandOptions = {}): Command<PushAttributes> {
   const now = nowOf(options.clock);
-  return defineCommand({ name: PUSH_COMMAND, attributes, run: (attrs, ctx) => Promise.resolve(runPush(attrs, ctx, now())) });
+  return defineCommand({
+    name: PUSH_COMMAND,
+    attributes,
+    run: (attrs, ctx) => Promise.resolve(runPush(attrs, ctx, now())),
+    pings: {
+      token: (attrs) => attrs.token,
+      apply: applyPing,
+      // A ping was just judged: the check's own run need not look before the next one is overdue.
+      quietAfterMs: (attrs) => attrs.period + attrs.grace,
+    },
+  });
 }
 
 function runPush(attrs: PushAttributes, { signal, previous }: CommandContext, nowMs: number): CommandOutcome {
@@ -99,18 +112,6 @@ function runPush(attrs: PushAttributes, { signal, previous }: CommandContext, no
   // Keep the timestamps even then: a Result without them would make the check forget its pings.
   if (signal.aborted) return { state: 'unknown', reason: 'timeout', message: 'timed out before evaluating the pings', metrics: pushMetrics(watching) };
   return evaluate(attrs, watching, previous, nowMs);
-}
-
-/** What a ping says; `at` is when it arrived (epoch ms). */
-export interface Ping {
-  /** `success` (`/ping/:token`, exit code 0), `start`, or `fail` (`/fail`, exit codes 1–255). */
-  readonly kind: 'success' | 'start' | 'fail';
-  /** Epoch milliseconds the ping arrived. */
-  readonly at: number;
-  /** The body's first line, trimmed; empty or absent when there was none. */
-  readonly text?: string;
-  /** The exit code of `/ping/:token/:exitCode`. */
-  readonly exitCode?: number;
 }
 
 /**
@@ -187,15 +188,15 @@ function evaluate(attrs: PushAttributes, state: PushState & { readonly watchingS
     return {
       state: 'crit',
       reason: 'run-too-long',
-      message: `the run started at ${iso(runStartedAt)} has not finished after ${formatDuration(nowMs - runStartedAt)}, longer than maxRunTime ${formatDuration(maxRunTime)}`,
+      message: `the run started at ${iso(runStartedAt)} has not finished after ${formatElapsed(nowMs - runStartedAt)}, longer than maxRunTime ${formatElapsed(maxRunTime)}`,
       metrics,
     };
   }
   const anchor = lastSuccessAt ?? state.watchingSince;
   const silentMs = Math.max(0, nowMs - anchor);
-  const expected = `expected every ${formatDuration(period)} + ${formatDuration(grace)} grace`;
+  const expected = `expected every ${formatElapsed(period)} + ${formatElapsed(grace)} grace`;
   if (silentMs >= period + grace) {
-    const since = lastSuccessAt === undefined ? `since vigil began watching ${formatDuration(silentMs)} ago (${iso(anchor)})` : `for ${formatDuration(silentMs)} (last at ${iso(anchor)})`;
+    const since = lastSuccessAt === undefined ? `since vigil began watching ${formatElapsed(silentMs)} ago (${iso(anchor)})` : `for ${formatElapsed(silentMs)} (last at ${iso(anchor)})`;
     return { state: 'crit', reason: 'heartbeat-missed', message: `no success ping ${since}; ${expected}`, metrics };
   }
   if (lastFailureAt !== undefined && (lastSuccessAt === undefined || lastFailureAt > lastSuccessAt)) {
@@ -205,10 +206,10 @@ function evaluate(attrs: PushAttributes, state: PushState & { readonly watchingS
   }
   const dueBy = iso(anchor + period + grace);
   if (runStartedAt !== undefined) {
-    return { state: 'ok', reason: 'running', message: `run in progress for ${formatDuration(nowMs - runStartedAt)} (maxRunTime ${formatDuration(maxRunTime)}); next success due by ${dueBy}`, metrics };
+    return { state: 'ok', reason: 'running', message: `run in progress for ${formatElapsed(nowMs - runStartedAt)} (maxRunTime ${formatElapsed(maxRunTime)}); next success due by ${dueBy}`, metrics };
   }
   if (lastSuccessAt === undefined) return { state: 'ok', reason: 'no-ping-yet', message: `no ping yet; the first success is due by ${dueBy}`, metrics };
-  return { state: 'ok', reason: 'ok', message: `last success ping ${formatDuration(silentMs)} ago; next due by ${dueBy}`, metrics };
+  return { state: 'ok', reason: 'ok', message: `last success ping ${formatElapsed(silentMs)} ago; next due by ${dueBy}`, metrics };
 }
 
 function pushMetrics(state: PushState, runTimeMs?: number): Metric[] {
@@ -234,20 +235,3 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** `250ms`, `42s`, `5m 3s`, `2h 10m`, `1d 4h`: the two largest units. */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
-  const total = Math.floor(ms / 1000);
-  const units: [number, string][] = [
-    [Math.floor(total / 86_400), 'd'],
-    [Math.floor((total % 86_400) / 3600), 'h'],
-    [Math.floor((total % 3600) / 60), 'm'],
-    [total % 60, 's'],
-  ];
-  // At least one second, so some unit is not zero.
-  const first = units.findIndex(([value]) => value > 0);
-  const major = units[first];
-  const minor = units[first + 1];
-  const text = major === undefined ? '0s' : `${major[0]}${major[1]}`;
-  return minor === undefined || minor[0] === 0 ? text : `${text} ${minor[0]}${minor[1]}`;
-}

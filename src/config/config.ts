@@ -112,6 +112,11 @@ export interface VigilConfig {
   /** Handler instances to create, in order: the `handlers:` entries, then handler types used by name. */
   readonly handlers: readonly HandlerConfig[];
   readonly checks: readonly CheckSpec[];
+  /**
+   * Problems that did not stop the config from loading, with their paths (an `exec` plugin missing on
+   * this host: the check reports `plugin-missing` until it appears). `vigil validate --strict` fails on them.
+   */
+  readonly warnings: readonly Issue[];
   /** Built-in and plugin commands by name. */
   readonly commands: ReadonlyMap<string, AnyCommand>;
   /** Built-in and plugin handler types by type name. */
@@ -216,7 +221,8 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
   const pools = resolvePools(server, issues);
   const poolNames = new Set(pools.pools.map((pool) => pool.name));
   if (server.protectReads && server.apiToken === null) issues.push({ path: ['server', 'protectReads'], message: 'expected server.apiToken to be set: reads cannot need a token that does not exist' });
-  const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames }, issues, references);
+  const warnings: Issue[] = [];
+  const checks = parseChecks(root.checks, { defaults, commands, handlerNames, poolNames }, issues, references, warnings);
   if (ingest.check !== undefined) {
     const template = ingestedCheckEntry(ingest.check, 'ingested');
     const parsed = parseCheckSpec(template, { defaults, commands, handlerNames, poolNames });
@@ -265,6 +271,7 @@ async function build(raw: unknown, options: ParseConfigOptions, what: string): P
     defaults,
     handlers: configs,
     checks,
+    warnings,
     commands: frozenMap(commands),
     handlerTypes: frozenMap(handlerTypes),
   });
@@ -364,7 +371,7 @@ function resolvePools(server: z.output<typeof serverSchema>, issues: Issue[]): {
     pools,
     routing: {
       fallback: server.defaultPool ?? (firstShared as PoolSpec).name,
-      byCommand: server.commandPools ?? (names.has('exec') ? { exec: 'exec' } : {}),
+      byCommand: server.commandPools ?? { ...(names.has('exec') ? { exec: 'exec' } : {}), ...(names.has('browser') ? { browser: 'browser' } : {}) },
     },
   };
 }
@@ -517,6 +524,7 @@ export function parseCheckSpec(raw: unknown, context: CheckContext): ParseResult
 
   // The command, attributes and handlers are checked even when the shape has problems: every problem at once.
   let attributes: unknown;
+  let warnings: readonly Issue[] = [];
   const commandName = raw.command;
   if (typeof commandName === 'string' && commandName !== '') {
     const command = context.commands.get(commandName);
@@ -524,8 +532,10 @@ export function parseCheckSpec(raw: unknown, context: CheckContext): ParseResult
       issues.push({ path: ['command'], message: `unknown command ${JSON.stringify(commandName)}; known commands: ${list(context.commands.keys())}` });
     } else if (raw.attributes == null || isMapping(raw.attributes)) {
       const parsed = parseAttributesSafely(command, raw.attributes ?? {});
-      if (parsed.ok) attributes = parsed.value;
-      else issues.push(...prefixIssues(['attributes'], parsed.issues));
+      if (parsed.ok) {
+        attributes = parsed.value;
+        warnings = prefixIssues(['attributes'], parsed.warnings ?? []);
+      } else issues.push(...prefixIssues(['attributes'], parsed.issues));
     }
   }
   if (Array.isArray(raw.handlers)) {
@@ -567,7 +577,7 @@ export function parseCheckSpec(raw: unknown, context: CheckContext): ParseResult
     metadata: check.metadata ?? {},
     suppressed: check.suppressed ?? false,
   };
-  return { ok: true, value: deepFreeze(spec) };
+  return warnings.length === 0 ? { ok: true, value: deepFreeze(spec) } : { ok: true, value: deepFreeze(spec), warnings };
 }
 
 function parseChecks(
@@ -575,6 +585,7 @@ function parseChecks(
   context: CheckContext,
   issues: Issue[],
   references: { name: string; path: (string | number)[] }[],
+  warnings: Issue[],
 ): CheckSpec[] {
   if (raw == null) return [];
   if (!Array.isArray(raw)) {
@@ -586,8 +597,10 @@ function parseChecks(
   raw.forEach((entry: unknown, i) => {
     const path = ['checks', i];
     const parsed = parseCheckSpec(entry, context);
-    if (parsed.ok) specs.push(parsed.value);
-    else issues.push(...prefixIssues(path, parsed.issues));
+    if (parsed.ok) {
+      specs.push(parsed.value);
+      warnings.push(...prefixIssues(path, parsed.warnings ?? []));
+    } else issues.push(...prefixIssues(path, parsed.issues));
     if (!isMapping(entry)) return;
     const id = entry.id;
     if (typeof id === 'string') {

@@ -27,3 +27,21 @@ export function formatDuration(ms: number): string {
   for (const [unit, size] of units) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
+
+/** An elapsed time by its two largest units, for messages: `250ms`, `42s`, `5m 3s`, `2h 10m`, `1d 4h`. */
+export function formatElapsed(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  const total = Math.floor(ms / 1000);
+  const units: [number, string][] = [
+    [Math.floor(total / 86_400), 'd'],
+    [Math.floor((total % 86_400) / 3600), 'h'],
+    [Math.floor((total % 3600) / 60), 'm'],
+    [total % 60, 's'],
+  ];
+  // At least one second, so some unit is not zero.
+  const first = units.findIndex(([value]) => value > 0);
+  const major = units[first];
+  const minor = units[first + 1];
+  const text = major === undefined ? '0s' : `${major[0]}${major[1]}`;
+  return minor === undefined || minor[0] === 0 ? text : `${text} ${minor[0]}${minor[1]}`;
+}

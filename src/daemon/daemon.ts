@@ -3,9 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { builtinCommands, builtinHandlerTypes } from '../plugins/builtins.js';
-import { heartbeatDirOf } from '../commands/heartbeat/heartbeat-dir.js';
 import { defaultPingEngine } from '../commands/ping/ping-engine-choice.js';
-import { PUSH_COMMAND } from '../commands/push.js';
 import type { Handler } from '../handlers/handler.js';
 import type { CheckRegistry } from '../checks/check-registry.js';
 import type { Queue } from '../queues/queue.js';
@@ -18,12 +16,13 @@ import { registerApiRoutes } from '../http/api.js';
 import { registerPushRoutes } from '../http/push-routes.js';
 import { loadPushSecret, PushTokens } from '../http/push-tokens.js';
 import { openQueue } from './open-queue.js';
-import { startHttpEndpoint, type HttpEndpoint } from '../http/endpoint.js';
+import { startHttpEndpoint } from '../http/endpoint.js';
 import { startInstance, type InstanceIdentity } from './instance.js';
 import { registerServerMetrics } from './server-metrics.js';
 import { Server } from '../server/server.js';
-import { ValidationError } from '../validation/issues.js';
+import { formatIssue, formatPath, ValidationError } from '../validation/issues.js';
 import { version } from '../core/version.js';
+import { ReleaseStack } from '../core/release-stack.js';
 
 export interface DaemonOptions {
   /** The YAML config file. */
@@ -42,7 +41,7 @@ export type ReloadReport =
 export interface Daemon {
   readonly server: Server;
   /** The queue with the checks: the embedded one, or PostgreSQL. */
-  readonly pool: Queue & CheckRegistry;
+  readonly queue: Queue & CheckRegistry;
   readonly identity: InstanceIdentity;
   /** The config in force (the last one a reload accepted). */
   readonly config: VigilConfig;
@@ -50,7 +49,11 @@ export interface Daemon {
   readonly url: string;
   /** Reads the config file again and applies the difference in checks; an invalid file changes nothing. */
   reload(): Promise<ReloadReport>;
-  /** Stops gracefully (idempotent): drains running checks, saves state, closes the endpoint. */
+  /**
+   * Stops gracefully (idempotent): stops ingest, drains running checks (the endpoint answers `/healthz`
+   * with 503 meanwhile) and closes the handlers, closes the endpoint, then saves state or releases the
+   * database. Every step runs even when one fails; then it rejects with the failures (each is logged).
+   */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -62,8 +65,8 @@ export function stateFilePath(dataDir: string): string {
 
 /**
  * Starts vigil as `vigil run` does: config → instance identity → metrics registry → handlers → queue
- * (with the saved state) → server → HTTP endpoint → periodic state saving. What was started is released
- * in reverse order when a later step fails, and on stop.
+ * (with the saved state, saved periodically) → HTTP endpoint → server → AMQP ingest. What was started is
+ * released in reverse order when a later step fails (then the start's error is thrown), and on stop.
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { configFile, logger, env } = options;
@@ -72,6 +75,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands({ pingEngine }), handlerTypes: builtinHandlerTypes() });
   let config = await load();
   const { server: settings } = config;
+  logWarnings(config, logger);
 
   const identity = await startInstance(settings.dataDir, Date.now(), logger);
   const pushSecret = await loadPushSecret(settings.dataDir, logger);
@@ -80,11 +84,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // prom-client exposes these gauges with a `_total` suffix, which Prometheus reserves for counters
   // (`promtool check metrics` objects); they say little that nodejs_active_* resources do not.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
-  const handlers: Handler[] = config.handlers.map((entry) => {
+
+  // Whatever throws from here on releases what was started before it; `move()` below hands the releases to stop().
+  await using releases = new ReleaseStack({ logger });
+  // A server that stopped has closed its handlers (the Handler contract): theirs are for a start that failed first.
+  let serverClosedHandlers = false;
+  const handlers: Handler[] = [];
+  for (const entry of config.handlers) {
     const type = config.handlerTypes.get(entry.type);
     if (!type) throw new Error(`handler "${entry.name}" has unknown type "${entry.type}"`);
-    return type.create(entry.name, entry.options, { logger, registry });
-  });
+    const handler = type.create(entry.name, entry.options, { logger, registry });
+    handlers.push(handler);
+    releases.push(`handler ${handler.name}`, () => (serverClosedHandlers ? undefined : handler.close?.()));
+  }
 
   const handlerNames = new Set(handlers.map((handler) => handler.name));
   const poolNames = new Set(settings.pools.map((spec) => spec.name));
@@ -102,16 +114,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     logger,
     registry,
   });
-  const pool = opened.queue;
-  const pushTokens = new PushTokens({ checks: pool, secret: pushSecret, logger });
-  // A heartbeat-dir's children go with it.
-  pool.watch((event) => {
+  releases.push('queue', () => opened.close());
+  const queue = opened.queue;
+  // Read through `config` when called: a reload's commands answer from then on.
+  const pushTokens = new PushTokens({ checks: queue, secret: pushSecret, logger, pingsOf: (name) => config.commands.get(name)?.pings });
+  // Checks a command attached at runtime (a heartbeat-dir's files) go with the check that attached them.
+  queue.watch((event) => {
     if (event.type !== 'removed') return;
-    for (const check of pool.list()) if (heartbeatDirOf(check) === event.checkId) pool.remove(check.spec.id);
+    const attachers = [...config.commands.values()].filter((command) => command.attachedBy !== undefined);
+    if (attachers.length === 0) return;
+    for (const check of queue.list()) if (attachers.some((command) => command.attachedBy?.(check) === event.checkId)) queue.remove(check.spec.id);
   });
 
   const server = new Server({
-    queue: pool,
+    queue,
     commands: config.commands.values(),
     handlers,
     logger,
@@ -122,60 +138,63 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stopTimeoutMs: settings.stopTimeoutMs,
     handlerTimeoutMs: settings.handlerTimeoutMs,
   });
-  registerServerMetrics({ registry, server, checks: pool });
+  registerServerMetrics({ registry, server, checks: queue });
   const history = new ResultHistory();
   server.on('check:finish', (event) => history.record(event.check.id, event.result));
   server.on('incident:resolve', (event) => history.recordResolved(event.incident));
-  pool.watch((event) => {
+  queue.watch((event) => {
     if (event.type === 'removed') history.forget(event.checkId);
   });
   const startedAt = Date.now();
   // Known once the endpoint listens (port 0 picks one); only read by requests, which come after.
   let baseUrl = '';
-  let http: HttpEndpoint;
-  try {
-    http = await startHttpEndpoint({
-      host: settings.host,
-      port: settings.port,
-      registry,
-      logger,
-      routes: async (app) => {
-        await registerPushRoutes(app, { server, checks: pool, tokens: pushTokens, logger });
-        await registerApiRoutes(app, {
-          server,
-          checks: pool,
-          history: opened.history(history),
-          parseCheck,
-          apiToken: settings.apiToken,
-          protectReads: settings.protectReads,
-          logger,
-          pingUrlOf: (check) => (check.spec.command === PUSH_COMMAND ? `${baseUrl}/ping/${pushTokens.tokenOf(check.spec.id) ?? ''}` : undefined),
-        });
-      },
-      health: () => ({
-        status: server.stopping ? 'stopping' : 'ok',
-        instanceId: identity.id,
-        epoch: opened.epoch,
-        version,
-        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-        checks: pool.list().length,
-        pingEngine: pingEngine.name,
-        ...(config.queue.type === 'postgres' ? { peers: opened.peers().map(({ id, epoch, alive }) => ({ id, epoch, alive })) } : {}),
-      }),
-    });
-  } catch (error) {
-    await server.stop();
-    await opened.close();
-    throw error;
-  }
+  const http = await startHttpEndpoint({
+    host: settings.host,
+    port: settings.port,
+    registry,
+    logger,
+    routes: async (app) => {
+      await registerPushRoutes(app, { server, checks: queue, tokens: pushTokens, logger });
+      await registerApiRoutes(app, {
+        server,
+        checks: queue,
+        history: opened.history(history),
+        parseCheck,
+        apiToken: settings.apiToken,
+        protectReads: settings.protectReads,
+        logger,
+        pingUrlOf: (check) => {
+          const token = pushTokens.tokenOf(check.spec.id);
+          return token === undefined ? undefined : `${baseUrl}/ping/${token}`;
+        },
+      });
+    },
+    health: () => ({
+      status: server.stopping ? 'stopping' : 'ok',
+      instanceId: identity.id,
+      epoch: opened.epoch,
+      version,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      checks: queue.list().length,
+      pingEngine: pingEngine.name,
+      ...(config.queue.type === 'postgres' ? { peers: opened.peers().map(({ id, epoch, alive }) => ({ id, epoch, alive })) } : {}),
+    }),
+  });
+  releases.push('http', () => http.close());
   baseUrl = http.url;
+  // Released before the endpoint: while running checks drain, /healthz says 503 `stopping`, pushes are
+  // refused with 503, and API requests still meet an open queue.
+  releases.push('server', async () => {
+    await server.stop();
+    serverClosedHandlers = true;
+  });
   server.start();
   const { amqp } = config.ingest;
   const ingest = amqp
     ? startAmqpIngest({
         ...amqp,
         server,
-        checks: pool,
+        checks: queue,
         logger,
         registry,
         makeCheck: (id) => {
@@ -185,7 +204,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         },
       })
     : null;
-  logger.info({ url: http.url, queue: config.queue.type, checks: pool.list().length, restored: opened.restored, instanceId: identity.id, epoch: opened.epoch, config: configFile, version }, 'vigil started');
+  if (ingest) releases.push('amqp ingest', () => ingest.stop());
+  logger.info({ url: http.url, queue: config.queue.type, checks: queue.list().length, restored: opened.restored, instanceId: identity.id, epoch: opened.epoch, config: configFile, version }, 'vigil started');
 
   async function reload(): Promise<ReloadReport> {
     let next: VigilConfig;
@@ -201,6 +221,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger.error(`config reload rejected, the running config stays: ${missing} (restart vigil to load them)`);
       return { ok: false, error: missing };
     }
+    logWarnings(next, logger);
     for (const section of ['server', 'queue', 'handlers', 'ingest'] as const) {
       if (!isDeepStrictEqual(next[section], config[section])) logger.warn({ section }, 'config section changed; it takes effect on restart');
     }
@@ -212,20 +233,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return report;
   }
 
+  const started = releases.move();
   let stopped: Promise<void> | null = null;
   async function shutdown(): Promise<void> {
     logger.info('stopping');
-    await ingest?.stop();
-    await server.stop();
-    await opened.close();
-    await http.close();
+    const failures = await started.releaseAll();
     logger.info('vigil stopped');
+    if (failures.length > 0) throw new AggregateError(failures.map(({ error }) => error), `stopping failed at ${failures.map(({ step }) => step).join(', ')}`);
   }
   const stop = (): Promise<void> => (stopped ??= shutdown());
 
   return {
     server,
-    pool,
+    queue,
     identity,
     get config() {
       return config;
@@ -235,6 +255,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/** The config's warnings (a plugin missing on this host), each with its path: the checks load and report them. */
+function logWarnings(config: VigilConfig, logger: Logger): void {
+  for (const warning of config.warnings) logger.warn({ path: formatPath(warning.path) }, `config warning: ${formatIssue(warning)}`);
 }
 
 /** A command or handler the new config's checks use that the running server was not built with. */

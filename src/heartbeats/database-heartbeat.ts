@@ -44,7 +44,7 @@ export interface DatabaseHeartbeat extends Omit<Heartbeat, 'file'> {
  * `onError` and never throws. Throws a TypeError, starting nothing, for an `intervalMs` that is not a
  * positive integer, or an empty `id` or `schema`.
  */
-export function startHeartbeat(options: DatabaseHeartbeatOptions): DatabaseHeartbeat {
+export function startDatabaseHeartbeat(options: DatabaseHeartbeatOptions): DatabaseHeartbeat {
   assertIntervalMs(options.intervalMs);
   const schema = options.schema ?? DEFAULT_SCHEMA;
   if (schema === '') throw new TypeError('Expected `schema` to be a non-empty schema name, got ""');

@@ -55,12 +55,12 @@ export function processSample(): HeartbeatSample {
  * never half of one. No fsync: a heartbeat lost to a power cut is stale anyway. A timed beat that
  * finds the previous one still writing (a hung disk) is skipped rather than queued.
  */
-export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
+export function startHeartbeatFile(options: HeartbeatOptions): Heartbeat {
   assertIntervalMs(options.intervalMs);
   return new HeartbeatWriter(options);
 }
 
-/** Throws the TypeError `startHeartbeat` throws for an `intervalMs` that is not a positive integer. */
+/** Throws the TypeError `startHeartbeatFile` throws for an `intervalMs` that is not a positive integer. */
 export function assertIntervalMs(intervalMs: number): void {
   if (!Number.isInteger(intervalMs) || intervalMs < 1) {
     throw new TypeError(`Expected \`intervalMs\` to be a positive integer, got \`${String(intervalMs)}\``);

@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { assertIntervalMs, startHeartbeat, type HeartbeatSample } from './heartbeat-writer.js';
+import { assertIntervalMs, startHeartbeatFile, type HeartbeatSample } from './heartbeat-writer.js';
 import { type Clock } from '../core/clock.js';
 
 /** What writes the beats: the file writer, or another transport (a database row) with the same stop. */
 export type HeartbeatStarter = (sample?: () => HeartbeatSample | Promise<HeartbeatSample>) => { stop(options?: { remove?: boolean }): Promise<void> };
 
 export interface SuperviseOptions {
-  /** The heartbeat file (written with startHeartbeat), unless `start` is given. */
+  /** The heartbeat file (written with startHeartbeatFile), unless `start` is given. */
   readonly file?: string;
   /** Starts another kind of heartbeat in place of the file; `sample`, when passed, reports the command. */
   readonly start?: HeartbeatStarter;
@@ -154,7 +154,7 @@ function starter(options: SuperviseOptions): HeartbeatStarter {
   const file = options.file;
   if (file === undefined) throw new TypeError('Expected `file` or `start`');
   return (sample) =>
-    startHeartbeat({
+    startHeartbeatFile({
       file,
       intervalMs: options.intervalMs,
       ...(options.clock === undefined ? {} : { clock: options.clock }),

@@ -47,7 +47,8 @@ export interface ApiDeps {
 /**
  * Adds the JSON API under `/api/v1`: checks (list, show, create or replace, remove, run now, recent results),
  * incidents (list, acknowledge) and `/openapi.json`. Mutations need `Authorization: Bearer <apiToken>`;
- * reads too with `protectReads`. `exec` checks cannot be created, changed or removed here. Errors answer
+ * reads too with `protectReads`. Checks whose command has an `apiRefusal` (`exec`) cannot be created,
+ * changed or removed here. Errors answer
  * `{ error, details }` through the endpoint's error handler; an invalid check entry answers 422 with
  * `details` listing each problem `{ path, message }`.
  *
@@ -68,10 +69,10 @@ class ApiError extends Error {
   }
 }
 
-const EXEC_REFUSED = 'exec checks run programs on this host, so they cannot be created, changed or removed through the API; manage them in the config file';
-
 async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { server, checks, history, logger } = deps;
+  /** Why the command named `name` keeps its checks out of the API's hands (`Command.apiRefusal`), if it does. */
+  const apiRefusal = (name: unknown): string | undefined => (typeof name === 'string' ? server.command(name)?.apiRefusal : undefined);
 
   await api.register(swagger, {
     openapi: {
@@ -150,7 +151,7 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
       config: { swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, body: checkEntryDoc }, url }) },
       schema: {
         summary: 'Create (201) or replace (200) a check',
-        description: 'The body is a check entry as in the config file. A replaced check keeps its state. exec checks are refused (403).',
+        description: 'The body is a check entry as in the config file. A replaced check keeps its state. Checks of commands the API may not manage (exec) are refused (403).',
         tags: ['checks'],
         security: write.security,
         params: checkIdParams,
@@ -163,7 +164,8 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
       if (body === undefined) throw new ApiError(400, 'expected a JSON body with the check entry (content-type: application/json)');
       const entry = isMapping(body) ? body : null;
       const existing = checks.get(id);
-      if (entry?.command === 'exec' || existing?.spec.command === 'exec') throw new ApiError(403, EXEC_REFUSED);
+      const refusal = apiRefusal(entry?.command) ?? apiRefusal(existing?.spec.command);
+      if (refusal !== undefined) throw new ApiError(403, refusal);
       if (entry && entry.id !== undefined && entry.id !== id) {
         const message = `expected ${JSON.stringify(id)} (the id in the URL) or no id, got ${describeValue(entry.id)}`;
         return reply.code(422).send(invalidEntry(id, [{ path: ['id'], message }]));
@@ -196,7 +198,8 @@ async function apiRoutes(api: FastifyInstance, deps: ApiDeps): Promise<void> {
     },
     async (request, reply) => {
       const { id } = request.params;
-      if (known(id).spec.command === 'exec') throw new ApiError(403, EXEC_REFUSED);
+      const refusal = apiRefusal(known(id).spec.command);
+      if (refusal !== undefined) throw new ApiError(403, refusal);
       checks.remove(id);
       history.forget(id);
       logger.info({ checkId: id }, 'check removed through the API');

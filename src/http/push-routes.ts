@@ -1,7 +1,7 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { applyPing, type Ping, type PushAttributes } from '../commands/push.js';
+import type { Ping } from '../commands/command.js';
 import type { CheckRegistry } from '../checks/check-registry.js';
 import type { HttpErrorBody } from './endpoint.js';
 import { redactToken, type PushTokens } from './push-tokens.js';
@@ -10,8 +10,11 @@ import { errorMessage } from '../core/errors.js';
 import { nowOf, type Clock } from '../core/clock.js';
 
 export interface PushRoutesOptions {
-  /** Applies each ping as a passive result (`submit`); while it is `stopping`, pings get 503. */
-  readonly server: Pick<Server, 'submit' | 'stopping'>;
+  /**
+   * Applies each ping as a passive result (`submit`), made by the pinged check's command (its `pings`);
+   * while it is `stopping`, pings get 503.
+   */
+  readonly server: Pick<Server, 'submit' | 'stopping' | 'command'>;
   /** Where the pinged check's attributes and previous Result are read. */
   readonly checks: CheckRegistry;
   readonly tokens: PushTokens;
@@ -85,9 +88,10 @@ export async function registerPushRoutes(app: FastifyInstance, options: PushRout
     const text = pingText(request.body);
     const state = await queue.run(checkId, async () => {
       const check = checks.get(checkId);
-      if (!check) return null;
+      const pings = check && server.command(check.spec.command)?.pings;
+      if (!check || !pings) return null;
       const ping: Ping = { kind, at: now(), text, ...(exitCode === undefined ? {} : { exitCode }) };
-      const outcome = applyPing(check.spec.attributes as PushAttributes, check.state.lastResult, ping);
+      const outcome = pings.apply(check.spec.attributes, check.state.lastResult, ping);
       await server.submit(checkId, outcome);
       return outcome.state;
     });

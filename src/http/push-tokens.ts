@@ -3,7 +3,7 @@ import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { CheckSpec } from '../checks/check.js';
-import { PUSH_COMMAND } from '../commands/push.js';
+import type { PingReceiver } from '../commands/command.js';
 import type { CheckRegistry } from '../checks/check-registry.js';
 import { nowOf, type Clock } from '../core/clock.js';
 
@@ -76,10 +76,9 @@ export function derivePushToken(checkId: string, secret: Buffer): string {
   return createHmac('sha256', secret).update(checkId).digest('base64url');
 }
 
-/** A push check's token: its `token` attribute, or the one derived from its id. */
-export function tokenFor(check: Pick<CheckSpec, 'id' | 'attributes'>, secret: Buffer): string {
-  const given = (check.attributes as { token?: unknown } | null | undefined)?.token;
-  return typeof given === 'string' ? given : derivePushToken(check.id, secret);
+/** A ping-fed check's token: the one its attributes set (`pings.token`), or the one derived from its id. */
+export function tokenFor(check: Pick<CheckSpec, 'id' | 'attributes'>, secret: Buffer, pings: PingReceiver<unknown>): string {
+  return pings.token(check.attributes) ?? derivePushToken(check.id, secret);
 }
 
 /** The first characters of a token: enough to tell tokens apart in a log, too few to use one. */
@@ -95,8 +94,10 @@ export type PushTokenLookup =
   | { readonly kind: 'ambiguous'; readonly checkIds: readonly string[] };
 
 export interface PushTokensOptions {
-  /** The server's checks; only those with the `push` command have tokens. */
+  /** The server's checks; only those whose command takes pings have tokens. */
   readonly checks: CheckRegistry;
+  /** The `pings` of the command named `command` (`Command.pings`), or `undefined` for a command that takes none. */
+  readonly pingsOf: (command: string) => PingReceiver<unknown> | undefined;
   /** From `loadPushSecret`. */
   readonly secret: Buffer;
   /** Where ambiguous tokens are reported. */
@@ -127,6 +128,7 @@ type Slot = Entry | { readonly ambiguous: readonly string[] };
  */
 export class PushTokens {
   readonly #checks: CheckRegistry;
+  readonly #pingsOf: (command: string) => PingReceiver<unknown> | undefined;
   readonly #secret: Buffer;
   readonly #logger: Logger | undefined;
   readonly #missRebuildIntervalMs: number;
@@ -140,6 +142,7 @@ export class PushTokens {
 
   constructor(options: PushTokensOptions) {
     this.#checks = options.checks;
+    this.#pingsOf = options.pingsOf;
     this.#secret = options.secret;
     this.#logger = options.logger;
     this.#missRebuildIntervalMs = options.missRebuildIntervalMs ?? 1_000;
@@ -158,10 +161,11 @@ export class PushTokens {
     return first;
   }
 
-  /** A push check's token (for showing its ping URL); `undefined` for an unknown check or one of another command. */
+  /** A ping-fed check's token (for showing its ping URL); `undefined` for an unknown check or one whose command takes no pings. */
   tokenOf(checkId: string): string | undefined {
-    const check = this.#checks.get(checkId);
-    return check && check.spec.command === PUSH_COMMAND ? this.#tokenOf(check.spec) : undefined;
+    const spec = this.#checks.get(checkId)?.spec;
+    const pings = spec && this.#pingsOf(spec.command);
+    return spec && pings ? this.#tokenOf(spec, pings) : undefined;
   }
 
   /** Checks changed: the next lookup that misses rebuilds the index whatever the time. */
@@ -179,8 +183,9 @@ export class PushTokens {
   #rebuild(): void {
     const index = new Map<string, Slot>();
     for (const { spec } of this.#checks.list()) {
-      if (spec.command !== PUSH_COMMAND) continue;
-      const token = this.#tokenOf(spec);
+      const pings = this.#pingsOf(spec.command);
+      if (pings === undefined) continue;
+      const token = this.#tokenOf(spec, pings);
       const taken = index.get(token);
       if (taken === undefined) index.set(token, { checkId: spec.id, spec });
       else index.set(token, { ambiguous: 'ambiguous' in taken ? [...taken.ambiguous, spec.id] : [taken.checkId, spec.id] });
@@ -203,10 +208,10 @@ export class PushTokens {
     }
   }
 
-  #tokenOf(spec: CheckSpec): string {
+  #tokenOf(spec: CheckSpec, pings: PingReceiver<unknown>): string {
     let token = this.#tokens.get(spec);
     if (token === undefined) {
-      token = tokenFor(spec, this.#secret);
+      token = tokenFor(spec, this.#secret, pings);
       this.#tokens.set(spec, token);
     }
     return token;

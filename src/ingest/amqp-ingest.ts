@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Check, CheckSpec } from '../checks/check.js';
-import { applyPing, PUSH_COMMAND, PushMetrics, type PushAttributes } from '../commands/push.js';
+import type { PingReceiver } from '../commands/command.js';
+import { PushMetrics } from '../commands/push.js';
 import {
   amqpUrl,
   caFile,
@@ -89,7 +90,7 @@ export interface IngestedCheck {
 
 export interface AmqpIngestOptions extends AmqpIngestSettings {
   /** Applies each result as a passive result (`submit`). */
-  readonly server: Pick<Server, 'submit'>;
+  readonly server: Pick<Server, 'submit' | 'command'>;
   /** Where the matching checks are found, created and rescheduled. */
   readonly checks: CheckRegistry;
   /**
@@ -331,11 +332,11 @@ export function startAmqpIngest(options: AmqpIngestOptions): AmqpIngest {
     if (last !== undefined && (startedAt < last.startedAt || (startedAt === last.startedAt && (sentAt <= last.sentAt || sentAt === Number.POSITIVE_INFINITY)))) return 'duplicate';
     newest.set(id, { startedAt, sentAt });
     const now = clock.now();
-    const push = check.spec.command === PUSH_COMMAND ? (check.spec.attributes as PushAttributes) : undefined;
-    const outcome = push === undefined ? arrived.outcome : withPushTimestamps(push, check, arrived.outcome, Math.min(now, arrived.finishedAt));
+    const pings = server.command(check.spec.command)?.pings;
+    const outcome = pings === undefined ? arrived.outcome : asPing(pings, check, arrived.outcome, Math.min(now, arrived.finishedAt));
     const submitted = server.submit(id, outcome, { startedAt, durationMs: arrived.durationMs });
-    // The push check's own run judges silence: not before the next result is overdue.
-    if (push !== undefined) checks.reschedule(id, now + push.period + push.grace);
+    // A ping-fed check's own run judges silence: not before the next result is overdue.
+    if (pings !== undefined) checks.reschedule(id, now + pings.quietAfterMs(check.spec.attributes));
     return submitted.then(() => 'applied' as const);
   }
 
@@ -413,13 +414,13 @@ export function startAmqpIngest(options: AmqpIngestOptions): AmqpIngest {
 }
 
 /**
- * The result as a push check takes it: the state, reason and message of the result, its metrics, and the
- * push timestamps of a success ping (ok) or a failure ping (not ok) at `at`, so that the check's own run
- * keeps the state (a failure stands until a success) and judges the silence from the last success.
+ * The result as a ping-fed check (`push`) takes it: the state, reason and message of the result, its
+ * metrics, and what a success ping (ok) or a failure ping (not ok) at `at` adds, so that the check's
+ * own run keeps the state (a failure stands until a success) and judges the silence from the last success.
  */
-function withPushTimestamps(attrs: PushAttributes, check: Check, outcome: CommandOutcome, at: number): CommandOutcome {
+function asPing(pings: PingReceiver<unknown>, check: Check, outcome: CommandOutcome, at: number): CommandOutcome {
   const state: State = outcome.state;
-  const ping = applyPing(attrs, check.state.lastResult, { kind: state === 'ok' ? 'success' : 'fail', at });
+  const ping = pings.apply(check.spec.attributes, check.state.lastResult, { kind: state === 'ok' ? 'success' : 'fail', at });
   const own = (outcome.metrics ?? []).filter((metric) => !PUSH_METRIC_NAMES.has(metric.name));
   const metrics: Metric[] = [...own, ...(ping.metrics ?? [])];
   return { state, reason: outcome.reason, message: outcome.message, metrics };

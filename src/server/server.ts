@@ -151,6 +151,11 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     return this.#queue;
   }
 
+  /** The command named `name` that this server runs checks with, or `undefined`: what the API and push routes ask a command about. */
+  command(name: string): AnyCommand | undefined {
+    return this.#commands.get(name);
+  }
+
   /** True from the moment `stop()` is called. */
   get stopping(): boolean {
     return this.#stopping;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandContext } from '../../src/commands/command.js';
-import { applyPing, formatDuration, pushCommand, PushMetrics, readPushState, type Ping, type PushAttributes } from '../../src/commands/push.js';
+import { formatElapsed } from '../../src/core/format.js';
+import { applyPing, pushCommand, PushMetrics, readPushState, type Ping, type PushAttributes } from '../../src/commands/push.js';
 import { toResult, type CommandOutcome, type Result } from '../../src/results/result.js';
 import { silentLogger } from '../helpers/logger.js';
 import { clockWith } from '../../src/core/clock.js';
@@ -138,11 +139,11 @@ describe('push command: scheduled evaluation', () => {
   });
 
   it('formats durations by their two largest units', () => {
-    expect(formatDuration(250)).toBe('250ms');
-    expect(formatDuration(42 * S)).toBe('42s');
-    expect(formatDuration(3 * 60 * S + 5 * S)).toBe('3m 5s');
-    expect(formatDuration(25 * H)).toBe('1d 1h');
-    expect(formatDuration(24 * H + 30 * S)).toBe('1d');
+    expect(formatElapsed(250)).toBe('250ms');
+    expect(formatElapsed(42 * S)).toBe('42s');
+    expect(formatElapsed(3 * 60 * S + 5 * S)).toBe('3m 5s');
+    expect(formatElapsed(25 * H)).toBe('1d 1h');
+    expect(formatElapsed(24 * H + 30 * S)).toBe('1d');
   });
 });
 

@@ -82,8 +82,8 @@ describe('startDaemon', () => {
       `server: { host: 127.0.0.1, port: 0, dataDir: ${JSON.stringify(join(dir, 'data'))}, apiToken: "\${TOKEN}" }\nchecks:\n  - { id: shared, command: tcp, interval: 30m, attributes: { host: 127.0.0.1, port: ${targetPort} } }\n  - { id: from-api, command: tcp, interval: 30m, attributes: { host: 127.0.0.1, port: ${targetPort} } }\n`,
     );
     expect(await running.reload()).toMatchObject({ ok: true, changed: 1, added: 1 });
-    expect(running.pool.get('shared')?.spec.intervalMs).toBe(1_800_000);
-    expect(running.pool.get('from-api')?.spec.intervalMs).toBe(1_800_000);
+    expect(running.queue.get('shared')?.spec.intervalMs).toBe(1_800_000);
+    expect(running.queue.get('from-api')?.spec.intervalMs).toBe(1_800_000);
   });
 
   it('takes pushed heartbeats on /ping/:token through the same state machine', async () => {

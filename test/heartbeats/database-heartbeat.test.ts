@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startHeartbeat, type DatabaseHeartbeat } from '../../src/heartbeats/database-heartbeat.js';
+import { startDatabaseHeartbeat, type DatabaseHeartbeat } from '../../src/heartbeats/database-heartbeat.js';
 import { migrate } from '../../src/postgres/migrations.js';
 import { testDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { freePort } from '../helpers/processes.js';
@@ -22,8 +22,8 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((heartbeat) => heartbeat.stop().catch(() => undefined)));
 });
 
-function start(options: Partial<Parameters<typeof startHeartbeat>[0]> & { id: string }): DatabaseHeartbeat {
-  const heartbeat = startHeartbeat({ databaseUrl: db.url, schema: db.schema, intervalMs: 60_000, ...options });
+function start(options: Partial<Parameters<typeof startDatabaseHeartbeat>[0]> & { id: string }): DatabaseHeartbeat {
+  const heartbeat = startDatabaseHeartbeat({ databaseUrl: db.url, schema: db.schema, intervalMs: 60_000, ...options });
   started.push(heartbeat);
   return heartbeat;
 }
@@ -116,8 +116,8 @@ describe('database heartbeat', () => {
   });
 
   it('refuses an interval that is not a positive integer, an empty id or schema, starting nothing', () => {
-    expect(() => startHeartbeat({ databaseUrl: db.url, id: 'x', intervalMs: 0 })).toThrow('Expected `intervalMs` to be a positive integer, got `0`');
-    expect(() => startHeartbeat({ databaseUrl: db.url, id: '', intervalMs: 1000 })).toThrow(TypeError);
-    expect(() => startHeartbeat({ databaseUrl: db.url, id: 'x', intervalMs: 1000, schema: '' })).toThrow(TypeError);
+    expect(() => startDatabaseHeartbeat({ databaseUrl: db.url, id: 'x', intervalMs: 0 })).toThrow('Expected `intervalMs` to be a positive integer, got `0`');
+    expect(() => startDatabaseHeartbeat({ databaseUrl: db.url, id: '', intervalMs: 1000 })).toThrow(TypeError);
+    expect(() => startDatabaseHeartbeat({ databaseUrl: db.url, id: 'x', intervalMs: 1000, schema: '' })).toThrow(TypeError);
   });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseHeartbeat, serializeHeartbeat, type HeartbeatRecord } from '../../src/heartbeats/heartbeat-file-format.js';
-import { startHeartbeat, type Heartbeat } from '../../src/heartbeats/heartbeat-writer.js';
+import { startHeartbeatFile, type Heartbeat } from '../../src/heartbeats/heartbeat-writer.js';
 import { clockWith } from '../../src/core/clock.js';
 
 /** The writer as built by the global setup, for a process that imports nothing else. */
@@ -27,8 +27,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function start(options: Partial<Parameters<typeof startHeartbeat>[0]> = {}): Heartbeat {
-  const heartbeat = startHeartbeat({ file, intervalMs: 60_000, ...options });
+function start(options: Partial<Parameters<typeof startHeartbeatFile>[0]> = {}): Heartbeat {
+  const heartbeat = startHeartbeatFile({ file, intervalMs: 60_000, ...options });
   started.push(heartbeat);
   return heartbeat;
 }
@@ -39,7 +39,7 @@ async function read(path = file): Promise<HeartbeatRecord> {
   return parsed.value;
 }
 
-describe('startHeartbeat', () => {
+describe('startHeartbeatFile', () => {
   it('writes a beat at once: timestamp, uptime, rss, pid and beat 1', async () => {
     const now = Date.parse('2024-06-10T12:00:00.250Z');
     const heartbeat = start({ clock: clockWith(() => now) });
@@ -121,7 +121,7 @@ describe('startHeartbeat', () => {
   });
 
   it('does not keep a process alive by itself', async () => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', `import { startHeartbeat } from ${JSON.stringify(BUILT_WRITER)}; startHeartbeat({ file: process.argv[1], intervalMs: 1000 });`, file], {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `import { startHeartbeatFile } from ${JSON.stringify(BUILT_WRITER)}; startHeartbeatFile({ file: process.argv[1], intervalMs: 1000 });`, file], {
       stdio: 'inherit',
     });
     // Without an unref'd timer this would never exit; the test's timeout bounds the wait.
@@ -131,8 +131,8 @@ describe('startHeartbeat', () => {
   });
 
   it('refuses an interval that is not a positive integer', () => {
-    expect(() => startHeartbeat({ file, intervalMs: 0 })).toThrow(new TypeError('Expected `intervalMs` to be a positive integer, got `0`'));
-    expect(() => startHeartbeat({ file, intervalMs: 2.5 })).toThrow(TypeError);
+    expect(() => startHeartbeatFile({ file, intervalMs: 0 })).toThrow(new TypeError('Expected `intervalMs` to be a positive integer, got `0`'));
+    expect(() => startHeartbeatFile({ file, intervalMs: 2.5 })).toThrow(TypeError);
     expect(existsSync(file)).toBe(false);
   });
 });

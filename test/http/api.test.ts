@@ -13,14 +13,17 @@ import { port } from '../../src/validation/schema-types.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, noopCommand, outcome } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
+import { execCommand as builtinExecCommand } from '../../src/commands/exec/exec.js';
 
 const TOKEN = 'test-token-5f2b9c1e7a';
 
 /** Stands in for the real `exec` command: the API must refuse it by name. */
+/** Stands in for `exec`, with the real one's refusal: the API learns it from the command, not from its name. */
 const execCommand: AnyCommand = defineCommand({
   name: 'exec',
   attributes: z.strictObject({ path: z.string() }),
   run: () => Promise.resolve(outcome('ok')),
+  ...(builtinExecCommand().apiRefusal === undefined ? {} : { apiRefusal: builtinExecCommand().apiRefusal }),
 });
 
 /** A command with strict attributes, for problems reported inside `attributes`. */

@@ -17,6 +17,10 @@ import { Server } from '../../src/server/server.js';
 import { checkSpec } from '../helpers/checks.js';
 import { capturingLogger, silentLogger } from '../helpers/logger.js';
 import { clockWith } from '../../src/core/clock.js';
+import type { PingReceiver } from '../../src/commands/command.js';
+
+/** What the daemon passes: the `pings` of the command a check names (only `push` here). */
+const pingsOf = (name: string): PingReceiver<unknown> | undefined => (name === 'push' ? (pushCommand().pings as PingReceiver<unknown>) : undefined);
 
 const TOKEN = 'nightly-backup-token-0123456789';
 const push = pushCommand();
@@ -61,7 +65,7 @@ async function startVigil(
   const pool = new TrackedMemoryPool();
   for (const spec of checks) pool.add(spec);
   const server = new Server({ queue: pool, commands: [pushCommand({ clock })], logger });
-  const tokens = new PushTokens({ checks: pool, secret: await loadPushSecret(dataDir), ...(options.missRebuildIntervalMs === undefined ? {} : { missRebuildIntervalMs: options.missRebuildIntervalMs }) });
+  const tokens = new PushTokens({ checks: pool, secret: await loadPushSecret(dataDir), pingsOf, ...(options.missRebuildIntervalMs === undefined ? {} : { missRebuildIntervalMs: options.missRebuildIntervalMs }) });
   const endpoint: HttpEndpoint = await startHttpEndpoint({
     host: '127.0.0.1',
     port: 0,
@@ -280,11 +284,11 @@ describe('push routes: scheduled evaluations', () => {
 describe('push tokens', () => {
   it('derives a token that is stable across restarts with the same secret file, kept 0600', async () => {
     const dataDir = await tempDir();
-    const first = new PushTokens({ checks: new TrackedMemoryPool(), secret: await loadPushSecret(dataDir) });
+    const first = new PushTokens({ checks: new TrackedMemoryPool(), secret: await loadPushSecret(dataDir), pingsOf });
     const pool = new TrackedMemoryPool();
     pool.add(pushSpec('nightly-backup', { period: '1d' }));
     const secret = await loadPushSecret(dataDir);
-    const second = new PushTokens({ checks: pool, secret });
+    const second = new PushTokens({ checks: pool, secret, pingsOf });
     expect(first).not.toBe(second);
     expect((await stat(pushSecretPath(dataDir))).mode & 0o777).toBe(0o600);
     expect((await readFile(pushSecretPath(dataDir), 'utf8')).trim()).toMatch(/^[0-9a-f]{64}$/);
@@ -328,8 +332,8 @@ describe('push tokens', () => {
     pool.add(pushSpec('a', { token: TOKEN, period: '1h' }));
     pool.add(checkSpec({ id: 'not-push' }));
     const secret = await loadPushSecret(await tempDir());
-    const tokens = new PushTokens({ checks: pool, secret, missRebuildIntervalMs: 60_000, clock: clockWith(() => now) });
-    expect(tokenFor(pool.get('a')?.spec as CheckSpec, secret)).toBe(TOKEN);
+    const tokens = new PushTokens({ checks: pool, secret, pingsOf, missRebuildIntervalMs: 60_000, clock: clockWith(() => now) });
+    expect(tokenFor(pool.get('a')?.spec as CheckSpec, secret, pushCommand().pings as PingReceiver<unknown>)).toBe(TOKEN);
     expect(tokens.lookup(TOKEN)).toEqual({ kind: 'found', checkId: 'a' });
     expect(tokens.tokenOf('not-push')).toBeUndefined();
     expect(tokens.lookup(derivePushToken('not-push', secret))).toEqual({ kind: 'unknown' });

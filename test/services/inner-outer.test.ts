@@ -75,15 +75,15 @@ describe('inner and outer vigil through RabbitMQ, from their config files', () =
     );
 
     // The first results create dc-east.web outside, ok.
-    await vi.waitFor(() => expect(outer.pool.get('dc-east.web')?.state.lastResult?.state).toBe('ok'), { timeout: 20_000, interval: 100 });
-    expect(outer.pool.get('dc-east.web')?.spec.command).toBe('push');
+    await vi.waitFor(() => expect(outer.queue.get('dc-east.web')?.state.lastResult?.state).toBe('ok'), { timeout: 20_000, interval: 100 });
+    expect(outer.queue.get('dc-east.web')?.spec.command).toBe('push');
 
     // The target goes away: inside it is crit, outside an incident opens for it.
     await new Promise<void>((resolve) => {
       target.close(() => resolve());
       for (const socket of sockets) socket.destroy();
     });
-    await vi.waitFor(() => expect(outer.pool.get('dc-east.web')?.state.incident).not.toBeNull(), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(outer.queue.get('dc-east.web')?.state.incident).not.toBeNull(), { timeout: 20_000, interval: 100 });
     const incidents = (await (await fetch(`${outer.url}/api/v1/incidents?state=open`)).json()) as { incidents: { checkId: string; state: string }[] };
     expect(incidents.incidents).toMatchObject([{ checkId: 'dc-east.web', state: 'crit' }]);
   });

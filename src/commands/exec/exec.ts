@@ -11,8 +11,17 @@ import { parsePluginOutput, type PluginOutput } from './perfdata.js';
 
 /** The `exec` command's attributes after parsing. Plain data: a reload compares them deeply. */
 export interface ExecAttributes {
-  /** The program, resolved to an absolute path at load time, then its arguments. */
+  /**
+   * The program, resolved to an absolute path at load time, then its arguments; as written when the
+   * program was missing then (see `missing`).
+   */
   readonly argv: readonly string[];
+  /**
+   * Why the program could not be found at load time: the check loads anyway (with a config warning) and
+   * reports `plugin-missing` until the program appears, so one missing plugin does not keep the daemon
+   * and every other check from starting.
+   */
+  readonly missing?: string;
   /** The plugin's complete environment: `PATH` (the daemon's), `LANG=C`, then the configured `env`. */
   readonly env: Readonly<Record<string, string>>;
   /** Working directory of the plugin; the daemon's own when not set. */
@@ -35,6 +44,8 @@ export const ExecReasons = {
   pluginError: 'plugin-error',
   /** The program could not be started (removed since load, permissions, no processes left, …). */
   spawnError: 'spawn-error',
+  /** The program was missing at load time and still is (not found on PATH, no such file). */
+  pluginMissing: 'plugin-missing',
 } as const;
 
 const DEFAULT_KILL_GRACE_MS = 1000;
@@ -68,14 +79,16 @@ const attributes = z
       else ctx.addIssue({ code: 'custom', path: ['env', name], message: 'expected a key that is a variable name (letters, digits, _; not starting with a digit) for this value' });
     }
     const program = resolveProgram(raw.argv[0] as string, env['PATH'] as string);
-    if (typeof program !== 'string') ctx.addIssue({ code: 'custom', path: ['argv', 0], message: program.problem, input: raw.argv[0] });
+    const missing = typeof program !== 'string' && program.missing === true;
+    if (typeof program !== 'string' && !missing) ctx.addIssue({ code: 'custom', path: ['argv', 0], message: program.problem, input: raw.argv[0] });
     if (raw.cwd !== undefined) {
       const problem = directoryProblem(raw.cwd);
       if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['cwd'], message: problem, input: raw.cwd });
     }
-    if (typeof program !== 'string') return z.NEVER;
+    if (typeof program !== 'string' && !missing) return z.NEVER;
     return {
-      argv: [program, ...raw.argv.slice(1)],
+      argv: typeof program === 'string' ? [program, ...raw.argv.slice(1)] : raw.argv,
+      ...(typeof program === 'string' ? {} : { missing: program.problem }),
       env,
       ...(raw.cwd === undefined ? {} : { cwd: raw.cwd }),
       maxOutputBytes: raw.maxOutputBytes,
@@ -91,6 +104,8 @@ const attributes = z
  *   first line of output before `|` (or the last line of standard error when standard output is empty).
  * - Any other exit code, or a signal vigil did not send → `unknown`, reason `plugin-error`.
  * - The program cannot start → `unknown`, reason `spawn-error`.
+ * - The program was missing at load time (a config warning, not an error) and still is → `unknown`,
+ *   reason `plugin-missing`; it is looked up again on every run and runs once it appears.
  * - Aborted (deadline or shutdown) → `unknown`, reason `timeout`: whether the plugin or its target hung
  *   is not known. The whole process group gets SIGTERM, then SIGKILL after `killGraceMs`.
  * - Performance data (first line and long output) becomes Metrics, see `parsePerfdata`.
@@ -99,11 +114,19 @@ const attributes = z
  */
 export function execCommand(options: ExecOptions = {}): Command<ExecAttributes> {
   const killGraceMs = options.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-  return defineCommand({ name: 'exec', attributes, run: (attrs, ctx) => runExec(attrs, ctx, killGraceMs) });
+  return defineCommand({
+    name: 'exec',
+    attributes,
+    run: (attrs, ctx) => runExec(attrs, ctx, killGraceMs),
+    warnings: (attrs) => (attrs.missing === undefined ? [] : [{ path: ['argv', 0], message: `${attrs.missing}; the check reports plugin-missing until it appears` }]),
+    apiRefusal: 'exec checks run programs on this host, so they cannot be created, changed or removed through the API; manage them in the config file',
+  });
 }
 
-async function runExec(attrs: ExecAttributes, ctx: CommandContext, killGraceMs: number): Promise<CommandOutcome> {
+async function runExec(loaded: ExecAttributes, ctx: CommandContext, killGraceMs: number): Promise<CommandOutcome> {
   const { signal } = ctx;
+  const attrs = present(loaded);
+  if (typeof attrs === 'string') return { state: 'unknown', reason: ExecReasons.pluginMissing, message: `${basename(loaded.argv[0] as string)}: ${attrs}` };
   if (signal.aborted) {
     return { state: 'unknown', reason: 'timeout', message: `${programName(attrs)} was not started: ${abortReason(signal)}` };
   }
@@ -120,6 +143,17 @@ async function runExec(attrs: ExecAttributes, ctx: CommandContext, killGraceMs: 
   } finally {
     signal.removeEventListener('abort', run);
   }
+}
+
+/**
+ * The attributes with the program found, for a check whose program was missing at load time (looked up
+ * again on every run, so it runs as soon as it is installed); what is still wrong otherwise.
+ */
+function present(attrs: ExecAttributes): ExecAttributes | string {
+  if (attrs.missing === undefined) return attrs;
+  const program = resolveProgram(attrs.argv[0] as string, attrs.env['PATH'] as string);
+  if (typeof program !== 'string') return program.problem;
+  return { argv: [program, ...attrs.argv.slice(1)], env: attrs.env, ...(attrs.cwd === undefined ? {} : { cwd: attrs.cwd }), maxOutputBytes: attrs.maxOutputBytes };
 }
 
 /**

@@ -110,7 +110,7 @@ export function heartbeatDirCommand(): Command<HeartbeatDirAttributes> {
   // Keyed by check id rather than by Check object, so it holds with a registry that hands out fresh
   // objects; an entry outlives its removed check, which costs a few bytes per removed parent.
   const memories = new Map<string, DirMemory>();
-  return defineCommand({ name: 'heartbeat-dir', attributes, run: (attrs, ctx) => runHeartbeatDir(attrs, ctx, memories) });
+  return defineCommand({ name: 'heartbeat-dir', attributes, run: (attrs, ctx) => runHeartbeatDir(attrs, ctx, memories), attachedBy: heartbeatDirOf });
 }
 
 async function runHeartbeatDir(attrs: HeartbeatDirAttributes, ctx: CommandContext, memories: Map<string, DirMemory>): Promise<CommandOutcome> {

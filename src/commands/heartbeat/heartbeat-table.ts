@@ -40,7 +40,7 @@ export interface HeartbeatTableCommandOptions {
 }
 
 /**
- * `heartbeat-table`: reads one row of `<schema>.heartbeats` (written by `startHeartbeat` of
+ * `heartbeat-table`: reads one row of `<schema>.heartbeats` (written by `startDatabaseHeartbeat` of
  * `heartbeats/database-heartbeat.ts`, or `vigil beat --database`) and judges its age exactly as
  * `heartbeat-file` judges a file's. Reasons: `ok`; `heartbeat-late` (warn); `heart-attack` (crit; or the
  * row is missing, in the state `missing` says); `no-heartbeat` (missing row with `missing: ok`);

@@ -381,20 +381,40 @@ describe('exec command: attributes', () => {
     expect(argv.slice(1)).toEqual(['-c', 'true']);
   });
 
-  it('rejects a program that does not exist, is not executable, is a directory or is relative', () => {
+  it('rejects a program that is not executable, is a directory or is relative', () => {
     const dir = tempDir();
     const notExecutable = join(dir, 'check_text');
     writeFileSync(notExecutable, 'just text\n', { mode: 0o644 });
-    expect(issues({ argv: ['/nonexistent/check_x'] })).toEqual([{ path: ['argv', 0], message: 'expected an existing executable file (no such file), got "/nonexistent/check_x"' }]);
     expect(issues({ argv: [notExecutable] })).toEqual([{ path: ['argv', 0], message: `expected an executable file (no execute permission), got ${JSON.stringify(notExecutable)}` }]);
     expect(issues({ argv: [dir] })).toEqual([{ path: ['argv', 0], message: `expected an executable file (this is a directory), got ${JSON.stringify(dir)}` }]);
     expect(issues({ argv: ['./check_x'] })).toEqual([
       { path: ['argv', 0], message: 'expected a program: an absolute path or a name found on PATH (a relative path is not resolved), got "./check_x"' },
     ]);
-    expect(issues({ argv: ['check_nope_vigil', '-w'], env: { PATH: '/nonexistent:relative' } })).toEqual([
-      { path: ['argv', 0], message: 'expected a program: an absolute path or a name found on PATH (not found on PATH /nonexistent:relative), got "check_nope_vigil"' },
-    ]);
     expect(issues({ argv: [''] })).toEqual([{ path: ['argv', 0], message: 'expected a program: an absolute path or a name found on PATH, got ""' }]);
+  });
+
+  it('loads a check whose program is missing on this host, with a warning at argv[0] instead of an error', () => {
+    const missing = exec.parse({ argv: ['/nonexistent/check_x', '-w', '1'] });
+    expect(missing).toEqual({
+      ok: true,
+      value: { argv: ['/nonexistent/check_x', '-w', '1'], missing: 'expected an existing executable file (no such file)', env: { PATH: process.env['PATH'], LANG: 'C' }, maxOutputBytes: 65_536 },
+      warnings: [{ path: ['argv', 0], message: 'expected an existing executable file (no such file); the check reports plugin-missing until it appears' }],
+    });
+    const notOnPath = exec.parse({ argv: ['check_nope_vigil', '-w'], env: { PATH: '/nonexistent:relative' } });
+    expect(notOnPath.ok && notOnPath.warnings).toEqual([
+      { path: ['argv', 0], message: 'expected a program: an absolute path or a name found on PATH (not found on PATH /nonexistent:relative); the check reports plugin-missing until it appears' },
+    ]);
+    // A present program loads without warnings.
+    expect(exec.parse({ argv: [SH, '-c', 'true'] })).not.toHaveProperty('warnings');
+  });
+
+  it('reports plugin-missing while the program is missing, and runs it once it appears', async () => {
+    const dir = tempDir();
+    const plugin = join(dir, 'check_later');
+    const attrs = parse({ argv: [plugin, 'arrived'] });
+    expect(await exec.run(attrs, ctx())).toEqual({ state: 'unknown', reason: 'plugin-missing', message: 'check_later: expected an existing executable file (no such file)' });
+    writeFileSync(plugin, '#!/bin/sh\necho "OK - $1"\nexit 0\n', { mode: 0o755 });
+    expect(await exec.run(attrs, ctx())).toMatchObject({ state: 'ok', reason: 'ok', message: 'OK - arrived' });
   });
 
   it('requires argv to be a non-empty array of strings without NUL', () => {
@@ -427,7 +447,7 @@ describe('exec command: attributes', () => {
   });
 
   it('reports problems of argv and cwd together', () => {
-    expect(issues({ argv: ['/nonexistent/x'], cwd: 'rel' }).map((issue) => issue.path)).toEqual([['argv', 0], ['cwd']]);
+    expect(issues({ argv: ['./x'], cwd: 'rel' }).map((issue) => issue.path)).toEqual([['argv', 0], ['cwd']]);
   });
 
   it('checks maxOutputBytes and rejects unknown keys', () => {

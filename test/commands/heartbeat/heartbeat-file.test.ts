@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandContext } from '../../../src/commands/command.js';
 import { HEARTBEAT_FUTURE_SKEW_MS, heartbeatFileCommand, MAX_HEARTBEAT_BYTES, type HeartbeatFileAttributes } from '../../../src/commands/heartbeat/heartbeat-file.js';
 import { parseHeartbeat } from '../../../src/heartbeats/heartbeat-file-format.js';
-import { startHeartbeat } from '../../../src/heartbeats/heartbeat-writer.js';
+import { startHeartbeatFile } from '../../../src/heartbeats/heartbeat-writer.js';
 import type { CommandOutcome } from '../../../src/results/result.js';
 import { silentLogger } from '../../helpers/logger.js';
 import { clockWith } from '../../../src/core/clock.js';
@@ -120,7 +120,7 @@ describe('heartbeat-file command: ages', () => {
   });
 
   it('reads the file the writer writes', async () => {
-    const heartbeat = startHeartbeat({ file, intervalMs: 60_000, clock: clockWith(() => NOW - 3_000) });
+    const heartbeat = startHeartbeatFile({ file, intervalMs: 60_000, clock: clockWith(() => NOW - 3_000) });
     await heartbeat.beat();
     await heartbeat.stop();
     const outcome = await run(thresholds);
@@ -220,7 +220,7 @@ describe('heartbeat-file command: malformed heartbeats', () => {
 
 describe('heartbeat-file command: atomic writes', () => {
   it('never reads half a heartbeat while the writer replaces the file many times', async () => {
-    const heartbeat = startHeartbeat({ file, intervalMs: 60_000 });
+    const heartbeat = startHeartbeatFile({ file, intervalMs: 60_000 });
     await heartbeat.beat();
     const attrs = parse({ file, critAfter: '1h' });
     let writing = true;

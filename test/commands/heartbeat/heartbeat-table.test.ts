@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CommandContext } from '../../../src/commands/command.js';
 import { heartbeatTableCommand, type HeartbeatTableAttributes } from '../../../src/commands/heartbeat/heartbeat-table.js';
-import { startHeartbeat, type DatabaseHeartbeat } from '../../../src/heartbeats/database-heartbeat.js';
+import { startDatabaseHeartbeat, type DatabaseHeartbeat } from '../../../src/heartbeats/database-heartbeat.js';
 import { migrate } from '../../../src/postgres/migrations.js';
 import type { CommandOutcome } from '../../../src/results/result.js';
 import { silentLogger } from '../../helpers/logger.js';
@@ -48,7 +48,7 @@ function run(raw: Record<string, unknown>, signal?: AbortSignal): Promise<Comman
 
 /** One beat of `id`, `ageMs` old by the test's clock (the database's, on this machine). */
 async function beatAged(id: string, ageMs: number): Promise<void> {
-  const heartbeat = startHeartbeat({
+  const heartbeat = startDatabaseHeartbeat({
     databaseUrl: db.url,
     schema: db.schema,
     id,
@@ -133,7 +133,7 @@ describe('heartbeat-table command: judging a row', () => {
   });
 
   it('sees a heartbeat go from ok to missing when its writer exits cleanly', async () => {
-    const heartbeat = startHeartbeat({ databaseUrl: db.url, schema: db.schema, id: 'svc', intervalMs: 3_600_000 });
+    const heartbeat = startDatabaseHeartbeat({ databaseUrl: db.url, schema: db.schema, id: 'svc', intervalMs: 3_600_000 });
     await heartbeat.beat();
     expect(await run({ id: 'svc' })).toMatchObject({ state: 'ok', reason: 'ok' });
     await heartbeat.stop({ remove: true });

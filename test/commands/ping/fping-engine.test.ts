@@ -371,9 +371,9 @@ describe('choosing the ping engine', () => {
     expect(FPING).toMatch(/\/fping$/);
     expect(resolveProgram('fping', `/nonexistent:${dir}`)).toBe(socketlessFping);
     expect(resolveProgram(recordingFping, '')).toBe(recordingFping);
-    expect(resolveProgram('fping', '/nonexistent:/proc')).toEqual({ problem: 'expected a program: an absolute path or a name found on PATH (not found on PATH /nonexistent:/proc)' });
+    expect(resolveProgram('fping', '/nonexistent:/proc')).toEqual({ problem: 'expected a program: an absolute path or a name found on PATH (not found on PATH /nonexistent:/proc)', missing: true });
     expect(resolveProgram('plain', dir)).toHaveProperty('problem'); // there, but not executable
-    expect(resolveProgram(join(dir, 'missing'), '')).toEqual({ problem: 'expected an existing executable file (no such file)' });
+    expect(resolveProgram(join(dir, 'missing'), '')).toEqual({ problem: 'expected an existing executable file (no such file)', missing: true });
   });
 
   it('chooses fping when it is on the path and can ping, probing once with the first run', async () => {
