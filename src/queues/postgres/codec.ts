@@ -1,4 +1,5 @@
 import { initialCheckState, type CheckSpec, type CheckState } from '../../checks/check.js';
+import { kindOf } from '../../core/values.js';
 
 /**
  * The JSON forms the PostgreSQL queue stores: specs (whose parsed attributes may hold values JSON has no
@@ -22,7 +23,7 @@ export function encodeSpec(spec: CheckSpec): { json: Record<string, unknown>; lo
 
 /** The spec `encodeSpec` wrote. Throws when it holds an unsupported value (then the source entry must be parsed). */
 export function decodeSpec(json: unknown): CheckSpec {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`expected a stored spec object, got ${describe(json)}`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`expected a stored spec object, got ${kindOf(json)}`);
   const spec = decodeValue(json) as Partial<CheckSpec>;
   if (typeof spec.id !== 'string' || typeof spec.command !== 'string' || typeof spec.timeoutMs !== 'number') {
     throw new TypeError('expected a stored spec with id, command and timeoutMs');
@@ -125,10 +126,4 @@ const NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u0000/g;
 export function toJson(value: unknown): string {
   const text = JSON.stringify(value) ?? 'null';
   return text.includes('\\u0000') ? text.replace(NUL_ESCAPE, '$1\\ufffd') : text;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value;
 }

@@ -39,3 +39,9 @@ export function isTransient(error: unknown): boolean {
   if (typeof code === 'string' && code.startsWith('E')) return true;
   return /connection|terminated|timeout exceeded|not queryable/i.test(error.message);
 }
+
+/** The `onError` option: told about every failure the queue handles itself, besides the log. */
+export type QueueErrorListener = (error: unknown, context: { readonly operation: string; readonly checkId?: string }) => void;
+
+/** How a part of the queue reports a failure it handled: logged as an error and passed to `onError`. */
+export type ReportError = (error: unknown, operation: string, checkId?: string) => void;

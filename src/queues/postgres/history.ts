@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { recentResults } from '../../handlers/postgres-results-handler.js';
+import { recentResults } from '../../postgres/results-table.js';
 import type { Incident } from '../../results/incident.js';
 import type { Result } from '../../results/result.js';
 import type { HistorySource, ResultHistory } from '../../results/result-history.js';

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { DEFAULT_SCHEMA } from '../../postgres/migrations.js';
 
 /**
@@ -39,6 +40,8 @@ export interface PostgresInstancesOptions {
   readonly info?: Readonly<Record<string, unknown>>;
   /** Told about a heartbeat that failed, besides the log. */
   readonly onError?: (error: unknown) => void;
+  /** Where the heartbeat's timer is set; default `systemClock`. (Heartbeat times are the database's `now()`.) */
+  readonly clock?: Clock;
 }
 
 interface InstanceRow {
@@ -60,8 +63,9 @@ export class PostgresInstances implements AsyncDisposable {
   readonly #deadAfterMs: number;
   readonly #info: Readonly<Record<string, unknown>>;
   readonly #onError: ((error: unknown) => void) | undefined;
+  readonly #clock: Clock;
   #epoch: number | null = null;
-  #timer: NodeJS.Timeout | null = null;
+  #timer: unknown = null;
   #beating: Promise<void> | null = null;
   #peers: readonly InstanceRecord[] = [];
   #stopped: Promise<void> | null = null;
@@ -84,6 +88,7 @@ export class PostgresInstances implements AsyncDisposable {
     }
     this.#info = options.info ?? {};
     this.#onError = options.onError;
+    this.#clock = options.clock ?? systemClock;
   }
 
   get id(): string {
@@ -116,10 +121,18 @@ export class PostgresInstances implements AsyncDisposable {
   /** Registers (when not yet) and heartbeats every `heartbeatIntervalMs` until `stop()`. */
   async start(): Promise<void> {
     if (this.#epoch === null) await this.register();
-    if (this.#timer || this.#stopped) return;
-    this.#timer = setInterval(() => void this.beat(), this.#intervalMs);
-    this.#timer.unref();
+    if (this.#timer !== null || this.#stopped) return;
+    this.#arm();
     await this.beat();
+  }
+
+  /** A re-armed timeout rather than an interval: the Clock has none. */
+  #arm(): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      if (this.#stopped) return;
+      this.#arm();
+      void this.beat();
+    }, this.#intervalMs);
   }
 
   /**
@@ -178,7 +191,7 @@ export class PostgresInstances implements AsyncDisposable {
   /** Stops heartbeating and marks this instance dead (a clean stop). Idempotent; never throws. */
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
-      if (this.#timer) clearInterval(this.#timer);
+      if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
       this.#timer = null;
       await this.#beating;
       if (this.#epoch === null) return;

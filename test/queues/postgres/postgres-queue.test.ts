@@ -2,6 +2,7 @@ import { createServer, Socket, type Server as NetServer } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { initialCheckState, type CheckSpec, type CheckState } from '../../../src/checks/check.js';
+import { firstDueAt } from '../../../src/checks/schedule.js';
 import type { ParseResult } from '../../../src/commands/command.js';
 import { migrate } from '../../../src/postgres/migrations.js';
 import {
@@ -20,6 +21,7 @@ import { Server } from '../../../src/server/server.js';
 import { checkSpec, noopCommand } from '../../helpers/checks.js';
 import { silentLogger } from '../../helpers/logger.js';
 import { testDatabase, type TestDatabase } from '../../helpers/postgres.js';
+import { ManualClock } from '../../helpers/manual-clock.js';
 
 let db: TestDatabase;
 let q: (name: string) => string;
@@ -427,6 +429,36 @@ describe('PostgresQueue', () => {
       return due;
     }, { timeout: 3_000, interval: 20 });
     expect(claimed[0]).toBe(renewed);
+  });
+
+  it('tells time through its clock: first and "run now" due times, the completion flush, the scan for changed states', async () => {
+    // An hour ahead of the database: what is due is the clock's business, leases are the database's.
+    const clock = new ManualClock(Date.now() + 3_600_000);
+    const a = await startQueue('a', { clock });
+    const check = a.add(checkSpec({ id: 'clocked', intervalMs: 86_400_000 }));
+    expect(check.dueAt).toBe(firstDueAt('clocked', 86_400_000, clock.now()));
+    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(check.dueAt));
+
+    expect(a.reschedule('clocked')).toBe(true);
+    expect(check.dueAt).toBe(clock.now());
+    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(clock.now()));
+    const [claimed] = await a.claim(clock.now(), 5);
+    expect(claimed).toBe(check);
+
+    const next = clock.now() + 86_400_000;
+    check.state = { ...check.state, lastResult: result('ok', clock.now()) };
+    const written = a.complete(check, next);
+    expect(a.stats.bufferedCompletions).toBe(1);
+    clock.advance(4);
+    expect(a.stats.bufferedCompletions).toBe(1);
+    clock.advance(1);
+    await written;
+    expect(await row('clocked')).toMatchObject({ lease_owner: null, due: next });
+
+    // The server's acknowledge changes the mirror's object; the next scan on the clock writes it.
+    check.state = { ...check.state, hardState: 'crit', incident: incident('clocked', clock.now()) };
+    clock.advance(200);
+    await vi.waitFor(async () => expect(((await row('clocked'))?.state as CheckState).incident?.openedAt).toBe(clock.now() - 200));
   });
 
   it('reports a closed queue: claims nothing and refuses completions', async () => {
