@@ -5,7 +5,7 @@ import type { AnyCommand } from '../src/commands/command.js';
 import type { Handler, HandlerDeps, HandlerType } from '../src/handlers/handler.js';
 import { logHandlerType } from '../src/handlers/log-handler.js';
 import { prometheusHandlerType } from '../src/handlers/prometheus/prometheus-handler.js';
-import { TrackedMemoryPool } from '../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../src/queues/tracked-memory-queue.js';
 import { ResultHistory } from '../src/results/result-history.js';
 import { daemonLogDestination } from '../src/daemon/log-destination.js';
 import { Server } from '../src/server/server.js';
@@ -13,7 +13,7 @@ import { fmt, markUsage, usageSince, type Usage } from './measure.js';
 
 /**
  * vigil's whole pipeline in this process, built as `startDaemon` builds it minus the config file, the
- * HTTP endpoint and the state file: TrackedMemoryPool → Server → state machine → the `log` handler at
+ * HTTP endpoint and the state file: TrackedMemoryQueue → Server → state machine → the `log` handler at
  * `info` (pino into /dev/null through the daemon's batching destination: every run formats and writes a line) and the `prometheus` handler on a
  * fresh Registry, and the API's result history (the daemon keeps recent results for `/api/v1`). `collectDefaultMetrics` is left out: it costs nothing per run, only per scrape, and
  * the observers it starts would pile up across the runs of one bench process.
@@ -32,7 +32,7 @@ export interface PipelineOptions {
 
 export interface Pipeline extends AsyncDisposable {
   readonly server: Server;
-  readonly pool: TrackedMemoryPool;
+  readonly pool: TrackedMemoryQueue;
   readonly registry: Registry;
   /** Stops the server (running checks finish, at most 10 s) and closes the log destination. Idempotent. */
   stop(): Promise<void>;
@@ -45,7 +45,7 @@ export function startPipeline(options: PipelineOptions): Pipeline {
   const registry = new Registry();
   const deps: HandlerDeps = { logger, registry };
   const handlers = [createHandler(logHandlerType, 'log', deps), createHandler(prometheusHandlerType, 'prometheus', deps)];
-  const pool = new TrackedMemoryPool();
+  const pool = new TrackedMemoryQueue();
   for (const spec of options.specs) pool.add(spec);
   const server = new Server({ queue: pool, commands: options.commands, handlers, logger, concurrency: options.concurrency ?? 256 });
   const history = new ResultHistory();

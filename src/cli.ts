@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { builtinCommands, builtinHandlerTypes } from './plugins/builtins.js';
 import { initialCheckState } from './checks/check.js';
 import { migrate } from './postgres/migrations.js';
-import { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from './queues/tracked-memory-queue.js';
 import { stateCode, type Result } from './results/result.js';
 import { loadConfig } from './config/config.js';
 import type { Health } from './core/health.js';
@@ -200,7 +200,7 @@ async function once(configFile: string, checkId: string, json: boolean): Promise
   const logger = pino({ level: 'warn' }, pino.destination(2));
   // A registry of its own holding the check, so that a command that attaches checks (heartbeat-dir)
   // can report what it finds.
-  const registry = new TrackedMemoryPool();
+  const registry = new TrackedMemoryQueue();
   const check = registry.add(spec, { state: initialCheckState, dueAt: Date.now() });
   const run = await runCheck(check, {
     commands: config.commands,

@@ -7,7 +7,8 @@
  * - Result: one run's outcome: state `ok`/`warn`/`crit`/`unknown`, reason, message, Metrics, timing.
  * - Incident: an outage of one check, opened on a HARD non-OK state and resolved on recovery.
  * - Handler: receives every outcome (`mutate` in order, then `process` concurrently).
- * - Queue: where checks wait (MemoryQueue, TrackedMemoryPool).
+ * - Queue: where checks wait (MemoryQueue, TrackedMemoryQueue, PostgresQueue).
+ * - Pool: a share of the server's concurrency reserved for some checks.
  * - Server: the loop that claims due checks, runs them, and gives them back.
  */
 export { Server, type ServerOptions, type ServerStats } from './server/server.js';
@@ -22,7 +23,9 @@ export { duration, integer, port, nonEmptyString, parseDuration } from './valida
 
 export type { Queue, QueueEvent } from './queues/queue.js';
 export { MemoryQueue } from './queues/memory-queue.js';
-export { TrackedMemoryPool } from './queues/tracked-memory-pool.js';
+export { TrackedMemoryQueue, type TrackedMemoryQueueOptions } from './queues/tracked-memory-queue.js';
+/** @deprecated The name `TrackedMemoryQueue` had before "pool" came to mean a share of concurrency only. */
+export { TrackedMemoryQueue as TrackedMemoryPool } from './queues/tracked-memory-queue.js';
 export { PostgresQueue, LeaseLostError, CompletionDroppedError } from './queues/postgres/postgres-queue.js';
 export { PostgresInstances } from './queues/postgres/instances.js';
 export { migrate } from './postgres/migrations.js';

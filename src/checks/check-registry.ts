@@ -4,7 +4,7 @@ import type { Check, CheckSpec, CheckState } from './check.js';
 export type CheckStatus = 'waiting' | 'running' | 'done';
 
 /**
- * A queue that knows its checks by id and lets them be changed at runtime (TrackedMemoryPool does).
+ * A queue that knows its checks by id and lets them be changed at runtime (TrackedMemoryQueue does).
  * The server uses it for acknowledgements, passive results and "run now"; commands that manage other
  * checks (`heartbeat-dir` attaches one check per heartbeat file) get it as `ctx.checks`.
  */

@@ -12,7 +12,7 @@ import { PostgresQueue } from '../queues/postgres/postgres-queue.js';
 import type { Queue } from '../queues/queue.js';
 import type { HistorySource, ResultHistory } from '../results/result-history.js';
 import { loadState, restoredSchedule, StateFileWriter } from '../queues/state-file.js';
-import { TrackedMemoryPool } from '../queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../queues/tracked-memory-queue.js';
 import type { QueueConfig } from '../config/config.js';
 import { diffChecks } from '../config/diff.js';
 import type { InstanceIdentity } from './instance.js';
@@ -56,22 +56,22 @@ export function openQueue(options: OpenQueueOptions): Promise<DaemonQueue> {
 /** The embedded queue: state restored from, and saved to, the state file in the data dir. */
 async function openMemoryQueue(options: OpenQueueOptions): Promise<DaemonQueue> {
   const { checks, stateFile, logger } = options;
-  const pool = new TrackedMemoryPool();
+  const tracked = new TrackedMemoryQueue();
   const saved = await loadState(stateFile, logger);
   const now = Date.now();
   let restored = 0;
   for (const spec of checks) {
     const previous = saved.get(spec.id);
     if (previous) restored++;
-    pool.add(spec, previous ? { state: previous.state, ...restoredSchedule(previous, spec, now) } : {});
+    tracked.add(spec, previous ? { state: previous.state, ...restoredSchedule(previous, spec, now) } : {});
     saved.delete(spec.id);
   }
   // The rest belong to checks added at runtime (a heartbeat-dir's children): theirs when they come back.
-  for (const [id, previous] of saved) pool.adopt(id, previous);
-  const writer = new StateFileWriter({ file: stateFile, source: () => pool.list(), intervalMs: options.stateSaveIntervalMs, logger });
+  for (const [id, previous] of saved) tracked.adopt(id, previous);
+  const writer = new StateFileWriter({ file: stateFile, source: () => tracked.list(), intervalMs: options.stateSaveIntervalMs, logger });
   writer.start();
   return {
-    queue: pool,
+    queue: tracked,
     restored,
     epoch: options.identity.epoch,
     peers: () => [],
@@ -79,8 +79,8 @@ async function openMemoryQueue(options: OpenQueueOptions): Promise<DaemonQueue> 
     applyConfigChecks(current, next) {
       const diff = diffChecks(current, next);
       // Checks may have been changed through the API meanwhile: the file wins for the ids it names.
-      for (const id of diff.removed) pool.remove(id);
-      for (const spec of [...diff.changed, ...diff.added]) pool.upsert(spec);
+      for (const id of diff.removed) tracked.remove(id);
+      for (const spec of [...diff.changed, ...diff.added]) tracked.upsert(spec);
       return Promise.resolve({ added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, unchanged: diff.unchanged.length });
     },
     close: () => writer.stop(),

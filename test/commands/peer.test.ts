@@ -10,7 +10,7 @@ import type { CheckSpec } from '../../src/checks/check.js';
 import { stableHash } from '../../src/checks/schedule.js';
 import type { CommandContext } from '../../src/commands/command.js';
 import { peerCommand, PeerMetrics, type PeerAttributes } from '../../src/commands/peer.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { toResult, type CommandOutcome, type Result } from '../../src/results/result.js';
 import type { IncidentEventPayload } from '../../src/server/events.js';
 import type { Health } from '../../src/core/health.js';
@@ -188,7 +188,7 @@ describe('peer command: attributes', () => {
 /** One vigil as daemon.ts wires it: instance identity in its data dir, a Server, its /healthz. */
 interface Vigil {
   readonly identity: InstanceIdentity;
-  readonly pool: TrackedMemoryPool;
+  readonly pool: TrackedMemoryQueue;
   readonly server: Server;
   readonly http: HttpEndpoint;
   readonly port: number;
@@ -197,7 +197,7 @@ interface Vigil {
 
 async function startVigil(dataDir: string, port = 0): Promise<Vigil> {
   const identity = await startInstance(dataDir, Date.now(), logger);
-  const pool = new TrackedMemoryPool();
+  const pool = new TrackedMemoryQueue();
   const server = new Server({ queue: pool, commands: [peerCommand()], logger });
   const http = await startHttpEndpoint({
     host: '127.0.0.1',

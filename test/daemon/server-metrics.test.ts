@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { registerServerMetrics } from '../../src/daemon/server-metrics.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, scriptedCommand } from '../helpers/checks.js';
@@ -13,7 +13,7 @@ describe('server metrics', () => {
   afterEach(() => vi.useRealTimers());
 
   it('counts known checks, open incidents, handler errors and lag', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     const command = scriptedCommand('seq', { down: ['crit'], up: ['ok'] });
     pool.add(checkSpec({ id: 'down', command: 'seq', handlers: ['broken'] }), { dueAt: T0 });
     pool.add(checkSpec({ id: 'up', command: 'seq', handlers: ['broken'] }), { dueAt: T0 + 500 });

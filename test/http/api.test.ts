@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineCommand, type AnyCommand } from '../../src/commands/command.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { ResultHistory } from '../../src/results/result-history.js';
 import { builtinCheckDefaults, parseCheckSpec, type CheckContext } from '../../src/config/config.js';
 import { startHttpEndpoint, type HttpEndpoint } from '../../src/http/endpoint.js';
@@ -56,7 +56,7 @@ function gateCommand(): { command: AnyCommand; release: () => void } {
 interface Harness {
   readonly url: string;
   readonly server: Server;
-  readonly pool: TrackedMemoryPool;
+  readonly pool: TrackedMemoryQueue;
   readonly history: ResultHistory;
   readonly release: () => void;
 }
@@ -77,7 +77,7 @@ async function start(options: { apiToken?: string | null; protectReads?: boolean
     handlerNames: new Set(['log']),
     poolNames: new Set(['default', 'exec']),
   };
-  const pool = new TrackedMemoryPool();
+  const pool = new TrackedMemoryQueue();
   pool.add(checkSpec({ id: 'web', metadata: { team: 'ops' } }));
   pool.add(checkSpec({ id: 'db', command: 'gate', timeoutMs: 30_000 }));
   pool.add(checkSpec({ id: 'backup-script', command: 'exec', attributes: { path: '/usr/local/bin/backup' } }));

@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CheckSpec } from '../../src/checks/check.js';
 import { pushCommand, PushMetrics } from '../../src/commands/push.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import type { Result } from '../../src/results/result.js';
 import type { IncidentEventPayload } from '../../src/server/events.js';
 import { startHttpEndpoint, type HttpEndpoint } from '../../src/http/endpoint.js';
@@ -34,7 +34,7 @@ function pushSpec(id: string, attributes: Record<string, unknown>, overrides: Pa
 interface Vigil {
   readonly url: string;
   readonly server: Server;
-  readonly pool: TrackedMemoryPool;
+  readonly pool: TrackedMemoryQueue;
   readonly tokens: PushTokens;
   readonly dataDir: string;
   /** Moves the push command's and the routes' clock ahead of real time. */
@@ -53,7 +53,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-/** A real Server over a TrackedMemoryPool with the push routes on 127.0.0.1, port 0. */
+/** A real Server over a TrackedMemoryQueue with the push routes on 127.0.0.1, port 0. */
 async function startVigil(
   checks: readonly CheckSpec[],
   options: { logger?: Logger; bodyLimitBytes?: number; dataDir?: string; missRebuildIntervalMs?: number; start?: boolean } = {},
@@ -62,7 +62,7 @@ async function startVigil(
   const dataDir = options.dataDir ?? (await tempDir());
   let offset = 0;
   const clock = clockWith(() => Date.now() + offset);
-  const pool = new TrackedMemoryPool();
+  const pool = new TrackedMemoryQueue();
   for (const spec of checks) pool.add(spec);
   const server = new Server({ queue: pool, commands: [pushCommand({ clock })], logger });
   const tokens = new PushTokens({ checks: pool, secret: await loadPushSecret(dataDir), pingsOf, ...(options.missRebuildIntervalMs === undefined ? {} : { missRebuildIntervalMs: options.missRebuildIntervalMs }) });
@@ -284,8 +284,8 @@ describe('push routes: scheduled evaluations', () => {
 describe('push tokens', () => {
   it('derives a token that is stable across restarts with the same secret file, kept 0600', async () => {
     const dataDir = await tempDir();
-    const first = new PushTokens({ checks: new TrackedMemoryPool(), secret: await loadPushSecret(dataDir), pingsOf });
-    const pool = new TrackedMemoryPool();
+    const first = new PushTokens({ checks: new TrackedMemoryQueue(), secret: await loadPushSecret(dataDir), pingsOf });
+    const pool = new TrackedMemoryQueue();
     pool.add(pushSpec('nightly-backup', { period: '1d' }));
     const secret = await loadPushSecret(dataDir);
     const second = new PushTokens({ checks: pool, secret, pingsOf });
@@ -328,7 +328,7 @@ describe('push tokens', () => {
 
   it('uses a given token as it is, and follows changed, added and removed checks', async () => {
     let now = 0;
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(pushSpec('a', { token: TOKEN, period: '1h' }));
     pool.add(checkSpec({ id: 'not-push' }));
     const secret = await loadPushSecret(await tempDir());

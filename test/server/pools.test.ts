@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Check } from '../../src/checks/check.js';
 import { initialCheckState } from '../../src/checks/check.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { Pools, stableStringify, type PoolSpec, type PoolTask } from '../../src/server/pools.js';
 import { Registry } from 'prom-client';
 import { registerServerMetrics } from '../../src/daemon/server-metrics.js';
@@ -146,7 +146,7 @@ describe('Server with pools', () => {
   afterEach(() => vi.useRealTimers());
 
   it('claims through the server as the pools distribute: 6 short and 10 long due', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     for (let i = 0; i < 10; i++) pool.add(checkSpec({ id: `l${i}`, command: 'slow', pool: 'long', attributes: { target: `l${i}` } }), { dueAt: T0 });
     for (let i = 0; i < 6; i++) pool.add(checkSpec({ id: `s${i}`, command: 'slow', pool: 'short', attributes: { target: `s${i}` } }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 5_000)], logger: silentLogger(), concurrency: 10, pools: SPECS, poolRouting: { byCommand: {}, fallback: 'shared' } });
@@ -167,7 +167,7 @@ describe('Server with pools', () => {
   });
 
   it('claims for a pool only checks it can run: a full pool does not fill up with checks claimed for another', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     // The default layout (default 90 %, exec 10 %), no exec checks, and far more due than slots.
     for (let i = 0; i < 100; i++) pool.add(checkSpec({ id: `c${i}`, command: 'slow', attributes: { target: i }, intervalMs: 60_000, timeoutMs: 30_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 20_000)], logger: silentLogger(), concurrency: 10 });
@@ -184,7 +184,7 @@ describe('Server with pools', () => {
   });
 
   it('keeps fast checks on schedule while slow ones saturate their own pool', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     // 40 slow checks of 9 s every 10 s need 36 slots; their pool has 3 (ceil(10 × 0.3)).
     for (let i = 0; i < 40; i++) pool.add(checkSpec({ id: `slow-${i}`, command: 'slow', attributes: { target: i }, pool: 'slow', intervalMs: 10_000, timeoutMs: 10_000 }));
     for (let i = 0; i < 20; i++) pool.add(checkSpec({ id: `fast-${i}`, command: 'noop', attributes: { target: i }, pool: 'fast', intervalMs: 1_000, timeoutMs: 1_000 }));

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, noopCommand, scriptedCommand } from '../helpers/checks.js';
 import { silentLogger } from '../helpers/logger.js';
@@ -16,7 +16,7 @@ describe('scheduler under an injected clock', () => {
 
   it('runs 1,000 checks exactly once per interval for 100 intervals, spread evenly, without drift', async () => {
     const intervalMs = 10_000;
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     for (let i = 0; i < 1000; i++) pool.add(checkSpec({ id: `check-${i}`, intervalMs }));
     const server = new Server({ queue: pool, commands: [noopCommand], logger: silentLogger(), concurrency: 64 });
     const starts = new Map<string, number[]>();
@@ -55,7 +55,7 @@ describe('scheduler under an injected clock', () => {
   });
 
   it('keeps one timer armed, not one per check', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     for (let i = 0; i < 500; i++) pool.add(checkSpec({ id: `c${i}` }));
     const server = new Server({ queue: pool, commands: [noopCommand], logger: silentLogger() });
     server.start();
@@ -68,7 +68,7 @@ describe('scheduler under an injected clock', () => {
   it('never overlaps a slow check with itself and skips the slots it missed', async () => {
     // 25 s runs on a 10 s interval (the timeout allows it): slots are skipped, never run in a burst.
     const slow = scriptedCommand('slow', {}, 25_000);
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'slow', command: 'slow', intervalMs: 10_000, timeoutMs: 30_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [slow], logger: silentLogger() });
     let running = 0;
@@ -99,7 +99,7 @@ describe('scheduler under an injected clock', () => {
 
   it('retries at the retry interval while confirming, then returns to its own grid', async () => {
     const flappy = scriptedCommand('flappy', { f: ['ok', 'crit', 'crit', 'crit', 'ok', 'ok'] });
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'f', command: 'flappy', intervalMs: 60_000, retryIntervalMs: 5_000, maxAttempts: 3 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [flappy], logger: silentLogger() });
     const starts: number[] = [];
@@ -116,7 +116,7 @@ describe('scheduler under an injected clock', () => {
 
   it('runs a one-shot check until it reaches a HARD state, then retires it', async () => {
     const once = scriptedCommand('once', { o: ['crit', 'crit'] });
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'o', command: 'once', intervalMs: null, maxAttempts: 2, retryIntervalMs: 1_000 }));
     const server = new Server({ queue: pool, commands: [once], logger: silentLogger() });
     const finished: (number | null)[] = [];
@@ -130,7 +130,7 @@ describe('scheduler under an injected clock', () => {
   });
 
   it('reports a start later than the threshold', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     // Two checks due at once with one slot and 3 s runs: the second starts 3 s late.
     const slow = scriptedCommand('slow', {}, 3_000);
     pool.add(checkSpec({ id: 'a', command: 'slow' }), { dueAt: T0 });

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineCommand } from '../../src/commands/command.js';
 import type { Handler, Outcome } from '../../src/handlers/handler.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import type { CheckFinishEvent, IncidentEventPayload } from '../../src/server/events.js';
 import { Server } from '../../src/server/server.js';
 import { checkSpec, noopCommand, outcome, scriptedCommand, sleep } from '../helpers/checks.js';
@@ -42,7 +42,7 @@ describe('Server', () => {
   }
 
   it('abandons a command that ignores its signal at the deadline and reports unknown/timeout', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'deaf', command: 'deaf', timeoutMs: 2_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [deafCommand], logger: silentLogger() });
     const done = finishes(server);
@@ -56,7 +56,7 @@ describe('Server', () => {
   });
 
   it('keeps the outcome of a command that honours its signal in time', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'p', command: 'polite', timeoutMs: 1_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [politeCommand], logger: silentLogger() });
     const done = finishes(server);
@@ -67,7 +67,7 @@ describe('Server', () => {
   });
 
   it('turns an exception into an unknown result and keeps going', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 't', command: 'throws', intervalMs: 1_000, timeoutMs: 500 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [throwingCommand], logger: silentLogger() });
     const done = finishes(server);
@@ -79,7 +79,7 @@ describe('Server', () => {
   });
 
   it('reports a check whose command is not registered as unknown', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'x', command: 'nope' }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [], logger: silentLogger() });
     const done = finishes(server);
@@ -98,7 +98,7 @@ describe('Server', () => {
       { name: 'rejects', process: () => Promise.reject(new Error('later')) },
       recorder('good', seen),
     ];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'c', intervalMs: 1_000, handlers: ['throws', 'hangs', 'rejects', 'good'] }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [noopCommand], handlers, logger, handlerTimeoutMs: 300 });
     const errors: string[] = [];
@@ -121,7 +121,7 @@ describe('Server', () => {
       mutate: (o) => (o.incident?.type === 'open' ? { ...o, incident: { ...o.incident, incident: { ...o.incident.incident, externalId: 'PD-1' } } } : undefined),
     };
     const seen: Outcome[] = [];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     const down = scriptedCommand('down', { d: ['crit', 'crit', 'ok'] });
     pool.add(checkSpec({ id: 'd', command: 'down', intervalMs: 1_000, handlers: ['pager', 'rec'] }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [down], handlers: [pager, recorder('rec', seen)], logger: silentLogger() });
@@ -139,7 +139,7 @@ describe('Server', () => {
 
   it('emits incident events once per outage and passes a resolved incident to handlers once', async () => {
     const seen: Outcome[] = [];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     const cmd = scriptedCommand('seq', { s: ['crit', 'crit', 'warn', 'ok', 'ok'] });
     pool.add(checkSpec({ id: 's', command: 'seq', intervalMs: 1_000, handlers: ['rec'] }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [cmd], handlers: [recorder('rec', seen)], logger: silentLogger() });
@@ -154,7 +154,7 @@ describe('Server', () => {
 
   it('acknowledges an open incident through the handlers', async () => {
     const seen: Outcome[] = [];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'a', command: 'seq', intervalMs: 1_000, handlers: ['rec'] }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('seq', { a: ['crit'] })], handlers: [recorder('rec', seen)], logger: silentLogger() });
     server.start();
@@ -171,7 +171,7 @@ describe('Server', () => {
 
   it('applies a submitted (passive) result through the state machine and handlers, leaving the schedule alone', async () => {
     const seen: Outcome[] = [];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'p', handlers: ['rec'] }), { dueAt: T0 + 60_000 });
     const server = new Server({ queue: pool, commands: [noopCommand], handlers: [recorder('rec', seen)], logger: silentLogger() });
     const opened: IncidentEventPayload[] = [];
@@ -188,7 +188,7 @@ describe('Server', () => {
   });
 
   it('runs a check now on request, but not one that is running', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'n', command: 'slow' }), { dueAt: T0 + 60_000 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 1_000)], logger: silentLogger() });
     const starts: number[] = [];
@@ -205,7 +205,7 @@ describe('Server', () => {
 
   it('tells handlers when a check is removed', async () => {
     const removed: string[] = [];
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'gone' }));
     const server = new Server({ queue: pool, commands: [noopCommand], handlers: [{ name: 'h', checkRemoved: (id) => removed.push(id) }], logger: silentLogger() });
     server.start();
@@ -216,7 +216,7 @@ describe('Server', () => {
 
   it('stops gracefully: waits for running checks, gives back the unstarted, is idempotent', async () => {
     const slow = scriptedCommand('slow', {}, 2_000);
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     for (const id of ['a', 'b', 'c']) pool.add(checkSpec({ id, command: 'slow' }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [slow], logger: silentLogger(), concurrency: 1, stopTimeoutMs: 5_000 });
     const done = finishes(server);
@@ -235,7 +235,7 @@ describe('Server', () => {
   });
 
   it('aborts checks still running at the stop deadline and gives them back without a result', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'deaf', command: 'deaf', timeoutMs: 60_000, intervalMs: 120_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [deafCommand], logger: silentLogger(), stopTimeoutMs: 1_000 });
     const done = finishes(server);
@@ -253,19 +253,19 @@ describe('Server', () => {
     const closed: string[] = [];
     const handler = (name: string): Handler => ({ name, close: () => Promise.resolve(void closed.push(name)) });
     {
-      await using server = new Server({ queue: new TrackedMemoryPool(), commands: [], handlers: [handler('first'), handler('second')], logger: silentLogger() });
+      await using server = new Server({ queue: new TrackedMemoryQueue(), commands: [], handlers: [handler('first'), handler('second')], logger: silentLogger() });
       server.start();
     }
     expect(closed).toEqual(['second', 'first']);
   });
 });
 
-describe('Server with TrackedMemoryPool changes while checks are in flight', () => {
+describe('Server with TrackedMemoryQueue changes while checks are in flight', () => {
   beforeEach(() => vi.useFakeTimers({ now: T0 }));
   afterEach(() => vi.useRealTimers());
 
   it('does not re-queue a check removed while it runs', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'r', command: 'slow', intervalMs: 5_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 1_000)], logger: silentLogger() });
     let runs = 0;
@@ -292,7 +292,7 @@ describe('Server with TrackedMemoryPool changes while checks are in flight', () 
         return outcome('ok');
       },
     });
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'u', command: 'echo', attributes: { v: 1 }, intervalMs: 5_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [echo], logger: silentLogger() });
     const finished: { v: unknown; next: number | null }[] = [];
@@ -309,7 +309,7 @@ describe('Server with TrackedMemoryPool changes while checks are in flight', () 
   });
 
   it('wakes up for a check added while it sleeps', async () => {
-    const pool = new TrackedMemoryPool();
+    const pool = new TrackedMemoryQueue();
     pool.add(checkSpec({ id: 'late', intervalMs: 3_600_000 }), { dueAt: T0 + 3_000_000 });
     const server = new Server({ queue: pool, commands: [noopCommand], logger: silentLogger() });
     const starts: string[] = [];

@@ -14,7 +14,7 @@ import { tcpCommand } from '../../src/commands/tcp.js';
 import { amqpHandler, amqpHandlerType, type AmqpHandler, type AmqpHandlerOptions } from '../../src/handlers/amqp/amqp-handler.js';
 import { encodeMessage, parseAmqpMessage, type ResultMessage, type SummaryMessage } from '../../src/handlers/amqp/amqp-message.js';
 import type { Handler, Outcome } from '../../src/handlers/handler.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import type { Incident } from '../../src/results/incident.js';
 import { gauge } from '../../src/results/metric.js';
 import { toResult, type State } from '../../src/results/result.js';
@@ -27,7 +27,7 @@ import { AMQP_URL, brokerProxy, closeConnection, connectionsNamed, requireManage
 
 /**
  * The amqp handler (publisher) and the amqp ingest (subscriber) against the machine's RabbitMQ. The two-vigil
- * tests compose each vigil as daemon.ts does (a TrackedMemoryPool, a Server with its commands and handlers)
+ * tests compose each vigil as daemon.ts does (a TrackedMemoryQueue, a Server with its commands and handlers)
  * and wire the ingest into the outer one directly, as the daemon will from `ingest: { amqp: … }`.
  */
 
@@ -119,14 +119,14 @@ describe('amqp handler options', () => {
 // ---------------------------------------------------------------------------------------------------------
 // Against the broker
 
-/** One vigil as daemon.ts composes it: a TrackedMemoryPool and a Server over it. */
+/** One vigil as daemon.ts composes it: a TrackedMemoryQueue and a Server over it. */
 interface Vigil {
-  readonly pool: TrackedMemoryPool;
+  readonly pool: TrackedMemoryQueue;
   readonly server: Server;
 }
 
 function vigil(commands: AnyCommand[], handlers: Handler[], logger: Logger = silentLogger()): Vigil {
-  const pool = new TrackedMemoryPool();
+  const pool = new TrackedMemoryQueue();
   const server = new Server({ queue: pool, commands, handlers, logger, stopTimeoutMs: 2_000 });
   return { pool, server };
 }

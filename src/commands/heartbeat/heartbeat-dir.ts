@@ -99,7 +99,7 @@ interface Child {
  * Children are detached only by the run of their own parent: removing the `heartbeat-dir` check leaves
  * its children running (cleaning them up is the server's job), and while `dir` is missing they stay.
  * After a restart the children are attached again from the files; the daemon gives them back their
- * saved state (open incidents included) through TrackedMemoryPool.adopt.
+ * saved state (open incidents included) through TrackedMemoryQueue.adopt.
  *
  * Outcomes: `ok` (`attached` gauge, `attached_total`/`detached_total` counters, `dead_files` with
  * autoDetach); `warn`, `id-conflict` when a child's id is taken by another check; `crit`,

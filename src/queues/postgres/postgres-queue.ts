@@ -393,7 +393,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
       const intervalChanged = entry.nextSpec.intervalMs !== check.spec.intervalMs;
       check.spec = entry.nextSpec;
       entry.nextSpec = null;
-      // As in TrackedMemoryPool: a retry the run asked for stands; otherwise a new interval starts its own grid.
+      // As in TrackedMemoryQueue: a retry the run asked for stands; otherwise a new interval starts its own grid.
       if (intervalChanged && (due === null || due === check.slotAt)) {
         due = check.spec.intervalMs === null ? null : firstDueAt(id, check.spec.intervalMs, this.#clock.now());
         if (due !== null) check.slotAt = due;

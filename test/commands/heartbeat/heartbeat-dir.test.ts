@@ -6,7 +6,7 @@ import { initialCheckState, type CheckSpec } from '../../../src/checks/check.js'
 import type { CommandContext } from '../../../src/commands/command.js';
 import { heartbeatDirCommand, type HeartbeatDirAttributes } from '../../../src/commands/heartbeat/heartbeat-dir.js';
 import { heartbeatFileCommand } from '../../../src/commands/heartbeat/heartbeat-file.js';
-import { TrackedMemoryPool } from '../../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../../src/queues/tracked-memory-queue.js';
 import type { CommandOutcome } from '../../../src/results/result.js';
 import type { CheckFinishEvent } from '../../../src/server/events.js';
 import { Server } from '../../../src/server/server.js';
@@ -17,12 +17,12 @@ const logger = silentLogger();
 const PARENT = 'workers';
 
 let dir: string;
-let pool: TrackedMemoryPool;
+let pool: TrackedMemoryQueue;
 let command: ReturnType<typeof heartbeatDirCommand>;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vigil-heartbeat-dir-'));
-  pool = new TrackedMemoryPool();
+  pool = new TrackedMemoryQueue();
   command = heartbeatDirCommand();
 });
 
@@ -60,7 +60,7 @@ function addParent(raw: Record<string, unknown> = {}, overrides: Partial<CheckSp
 }
 
 /** `checks: null` leaves the registry out of the context. */
-function ctx(checks: TrackedMemoryPool | null = pool, signal: AbortSignal = AbortSignal.timeout(5000)): CommandContext {
+function ctx(checks: TrackedMemoryQueue | null = pool, signal: AbortSignal = AbortSignal.timeout(5000)): CommandContext {
   return { checkId: PARENT, signal, deadline: Date.now() + 5000, logger, previous: null, ...(checks ? { checks } : {}) };
 }
 

@@ -18,7 +18,7 @@ interface Tracked {
   nextSpec: CheckSpec | null;
 }
 
-export interface TrackedMemoryPoolOptions {
+export interface TrackedMemoryQueueOptions {
   /** Tells the time; default `systemClock`. */
   readonly clock?: Clock;
 }
@@ -28,7 +28,7 @@ export interface TrackedMemoryPoolOptions {
  * also while one runs. A check removed while running is not put back; one updated while running
  * completes its run with the old spec and runs with the new one from its next run.
  */
-export class TrackedMemoryPool implements Queue, CheckRegistry {
+export class TrackedMemoryQueue implements Queue, CheckRegistry {
   /** One line (min-heap on due time) per partition; a single one until `partitionBy` is called. */
   readonly #lines = new Map<string, MemoryQueue>();
   #partition: (spec: CheckSpec) => string = () => '';
@@ -38,7 +38,7 @@ export class TrackedMemoryPool implements Queue, CheckRegistry {
   /** Saved states of checks not added yet, taken by the first `add` of their id (see `adopt`). */
   readonly #adoptable = new Map<string, SavedCheck>();
 
-  constructor(options: TrackedMemoryPoolOptions = {}) {
+  constructor(options: TrackedMemoryQueueOptions = {}) {
     this.#now = nowOf(options.clock);
   }
 

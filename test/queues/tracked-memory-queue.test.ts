@@ -2,22 +2,22 @@ import { describe, expect, it } from 'vitest';
 import { initialCheckState, type Check, type CheckState } from '../../src/checks/check.js';
 import { firstDueAt } from '../../src/checks/schedule.js';
 import type { QueueEvent } from '../../src/queues/queue.js';
-import { TrackedMemoryPool } from '../../src/queues/tracked-memory-pool.js';
+import { TrackedMemoryQueue } from '../../src/queues/tracked-memory-queue.js';
 import { checkSpec } from '../helpers/checks.js';
 import { clockWith } from '../../src/core/clock.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
-function setup(): { pool: TrackedMemoryPool; events: QueueEvent[]; clock: { now: number } } {
+function setup(): { pool: TrackedMemoryQueue; events: QueueEvent[]; clock: { now: number } } {
   const clock = { now: T0 };
-  const pool = new TrackedMemoryPool({ clock: clockWith(() => clock.now) });
+  const pool = new TrackedMemoryQueue({ clock: clockWith(() => clock.now) });
   const events: QueueEvent[] = [];
   pool.watch((event) => events.push(event));
   return { pool, events, clock };
 }
 
 /** Claims exactly the check with this id, as the server does when it is due. */
-async function claimOne(pool: TrackedMemoryPool, id: string): Promise<Check> {
+async function claimOne(pool: TrackedMemoryQueue, id: string): Promise<Check> {
   const dueAt = pool.get(id)?.dueAt;
   if (dueAt === undefined) throw new Error(`no check "${id}"`);
   const claimed = await pool.claim(dueAt, 1);
@@ -26,7 +26,7 @@ async function claimOne(pool: TrackedMemoryPool, id: string): Promise<Check> {
 }
 
 /** Gives a claimed check back after a regular run, as the server does: its slot moves to the next due time. */
-function completeRegular(pool: TrackedMemoryPool, check: Check, nextDueAt: number): Promise<void> {
+function completeRegular(pool: TrackedMemoryQueue, check: Check, nextDueAt: number): Promise<void> {
   check.slotAt = nextDueAt;
   return pool.complete(check, nextDueAt);
 }
@@ -52,7 +52,7 @@ const downState: CheckState = {
   lastHardChangeAt: T0,
 };
 
-describe('TrackedMemoryPool.add', () => {
+describe('TrackedMemoryQueue.add', () => {
   it('spreads the first run of each check across its interval by id', () => {
     const { pool } = setup();
     const dueTimes = new Set<number>();
@@ -120,7 +120,7 @@ describe('TrackedMemoryPool.add', () => {
   });
 });
 
-describe('TrackedMemoryPool.update', () => {
+describe('TrackedMemoryQueue.update', () => {
   it('keeps the due time of a waiting check whose interval did not change', () => {
     const { pool, clock } = setup();
     pool.add(checkSpec({ id: 'a', attributes: { v: 1 } }), { dueAt: T0 + 30_000 });
@@ -224,7 +224,7 @@ describe('TrackedMemoryPool.update', () => {
   });
 });
 
-describe('TrackedMemoryPool.remove', () => {
+describe('TrackedMemoryQueue.remove', () => {
   it('takes a waiting check out for good and tells watchers once', async () => {
     const { pool, events } = setup();
     pool.add(checkSpec({ id: 'a' }), { dueAt: T0 });
@@ -281,7 +281,7 @@ describe('TrackedMemoryPool.remove', () => {
   });
 });
 
-describe('TrackedMemoryPool.reschedule and setState', () => {
+describe('TrackedMemoryQueue.reschedule and setState', () => {
   it('moves a waiting check to the given time, by default now', async () => {
     const { pool, clock, events } = setup();
     pool.add(checkSpec({ id: 'a' }), { dueAt: T0 + 50_000 });
@@ -316,7 +316,7 @@ describe('TrackedMemoryPool.reschedule and setState', () => {
   });
 });
 
-describe('TrackedMemoryPool one-shot checks and counts', () => {
+describe('TrackedMemoryQueue one-shot checks and counts', () => {
   it('keeps a finished one-shot check as done, out of line, until it is rescheduled', async () => {
     const { pool, clock } = setup();
     pool.add(checkSpec({ id: 'once', intervalMs: null }));
@@ -352,7 +352,7 @@ describe('TrackedMemoryPool one-shot checks and counts', () => {
   });
 
   it('stops telling a watcher once it unsubscribes', () => {
-    const pool = new TrackedMemoryPool({ clock: clockWith(() => T0) });
+    const pool = new TrackedMemoryQueue({ clock: clockWith(() => T0) });
     const events: QueueEvent[] = [];
     const unwatch = pool.watch((event) => events.push(event));
     pool.add(checkSpec({ id: 'a' }));
