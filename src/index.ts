@@ -14,28 +14,36 @@
 export { Server, type ServerOptions, type ServerStats } from './server/server.js';
 export type { ServerEvents, CheckStartEvent, CheckFinishEvent, IncidentEventPayload, ServerErrorEvent } from './server/events.js';
 export { systemClock, type Clock } from './core/clock.js';
-export { runCheck, type RunOutcome } from './server/run-check.js';
 export { startDaemon, type Daemon, type DaemonOptions } from './daemon/daemon.js';
 export { loadConfig, parseConfig, type VigilConfig } from './config/config.js';
 export { configJsonSchema } from './config/json-schema.js';
 export { ValidationError, type Issue } from './validation/issues.js';
 export { duration, integer, port, nonEmptyString, parseDuration } from './validation/schema-types.js';
 
-export type { Queue, QueueEvent } from './queues/queue.js';
+export { CompletionRefusedError, type Queue, type QueueEvent } from './queues/queue.js';
 export { MemoryQueue } from './queues/memory-queue.js';
 export { TrackedMemoryQueue, type TrackedMemoryQueueOptions } from './queues/tracked-memory-queue.js';
 /** @deprecated The name `TrackedMemoryQueue` had before "pool" came to mean a share of concurrency only. */
 export { TrackedMemoryQueue as TrackedMemoryPool } from './queues/tracked-memory-queue.js';
 export { PostgresQueue, LeaseLostError, CompletionDroppedError } from './queues/postgres/postgres-queue.js';
-export { PostgresInstances } from './queues/postgres/instances.js';
 export { migrate } from './postgres/migrations.js';
 export { isCheckRegistry, type CheckRegistry, type CheckStatus } from './checks/check-registry.js';
 export { ResultHistory, type ResultHistoryOptions } from './results/result-history.js';
 
 export { initialCheckState, type Check, type CheckSpec, type CheckState, type StateType } from './checks/check.js';
-export { transition, acknowledge, type Transition } from './checks/state-machine.js';
 
-export { defineCommand, listenForAbort, type AbortListener, type Command, type AnyCommand, type CommandContext, type CommandDefinition, type ParseResult } from './commands/command.js';
+export {
+  defineCommand,
+  listenForAbort,
+  type AbortListener,
+  type Command,
+  type AnyCommand,
+  type CommandContext,
+  type CommandDefinition,
+  type ParseResult,
+  type Ping,
+  type PingReceiver,
+} from './commands/command.js';
 export { tcpCommand, type TcpAttributes } from './commands/tcp.js';
 export { httpCommand, type HttpAttributes } from './commands/http/http.js';
 export { pingCommand, type PingAttributes } from './commands/ping/ping.js';
@@ -44,11 +52,13 @@ export { execCommand, type ExecAttributes } from './commands/exec/exec.js';
 export { dnsCommand, type DnsAttributes } from './commands/dns.js';
 export { pushCommand, type PushAttributes } from './commands/push.js';
 export { peerCommand, type PeerAttributes } from './commands/peer.js';
+export { rabbitmqConsumersCommand, type RabbitmqConsumersAttributes } from './commands/rabbitmq-consumers.js';
 export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat/heartbeat-file.js';
 export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat/heartbeat-dir.js';
 export { heartbeatTableCommand } from './commands/heartbeat/heartbeat-table.js';
 export { startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
-export { postgresResultsHandlerType, recentResults } from './handlers/postgres-results-handler.js';
+export { postgresResultsHandlerType } from './handlers/postgres-results-handler.js';
+export { amqpHandlerType } from './handlers/amqp/amqp-handler.js';
 export { redisHandlerType } from './handlers/redis-handler.js';
 export { startHeartbeatFile, type Heartbeat, type HeartbeatOptions } from './heartbeats/heartbeat-writer.js';
 export { superviseWithHeartbeat, type SuperviseOptions } from './heartbeats/supervise.js';
