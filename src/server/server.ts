@@ -120,7 +120,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
       logger: this.#logger,
       clock: this.#clock,
       timeoutMs: options.handlerTimeoutMs ?? 5_000,
-      onError: (error, source, checkId) => this.#report(error, source, checkId),
+      // The chain logs a failed hook itself, with the handler and hook: the server only emits the event.
+      onError: (error, source, checkId) => this.#emitError(error, source, checkId),
     });
   }
 
@@ -456,8 +457,13 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncDisposabl
     });
   }
 
+  /** An unexpected failure of the server's own or of its queue: logged, and emitted as `error`. */
   #report(error: unknown, source: string, checkId?: string): void {
-    if (!source.startsWith('handler:')) this.#logger.error({ err: error, source, checkId }, 'unexpected failure');
+    this.#logger.error({ err: error, source, checkId }, 'unexpected failure');
+    this.#emitError(error, source, checkId);
+  }
+
+  #emitError(error: unknown, source: string, checkId?: string): void {
     if (this.listenerCount('error') > 0) this.emit('error', checkId === undefined ? { error, source } : { error, source, checkId });
   }
 }
