@@ -15,9 +15,10 @@ import { postgresQueueBenchmark } from './postgres-queue.js';
 import { blackboxBenchmark } from './blackbox.js';
 import { metricsScrapeBenchmark } from './metrics-scrape.js';
 import { pingBenchmark } from './ping.js';
+import { grpcBenchmark } from './grpc.js';
 
 /** In the order they run. A new benchmark is one file exporting a `Benchmark`, added here. */
-const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark, blackboxBenchmark, postgresQueueBenchmark, metricsScrapeBenchmark, pingBenchmark];
+const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark, blackboxBenchmark, postgresQueueBenchmark, metricsScrapeBenchmark, pingBenchmark, grpcBenchmark];
 
 interface Arguments {
   readonly quick: boolean;

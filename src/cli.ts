@@ -11,7 +11,7 @@ import { initialCheckState } from './checks/check.js';
 import { migrate } from './postgres/migrations.js';
 import { TrackedMemoryQueue } from './queues/tracked-memory-queue.js';
 import { stateCode, type Result } from './results/result.js';
-import { loadConfig } from './config/config.js';
+import { loadConfig, type VigilConfig } from './config/config.js';
 import type { Health } from './core/health.js';
 import { EXIT_PATH_CHANGED, watchRealPath } from './daemon/path-watch.js';
 import { acquirePidfile } from './daemon/pidfile.js';
@@ -162,8 +162,9 @@ function resolveConfigFile(flag: string | undefined): string {
   return fileURLToPath(new URL('../config/vigil.yaml', import.meta.url));
 }
 
-function loadOptions() {
-  return { commands: builtinCommands(), handlerTypes: builtinHandlerTypes() };
+/** The built-ins a config is parsed with; `dataDir` tells a failed browser check where its screenshot goes. */
+function loadOptions(dataDir?: () => string | undefined) {
+  return { commands: builtinCommands(dataDir === undefined ? {} : { dataDir }), handlerTypes: builtinHandlerTypes() };
 }
 
 async function validate(configFile: string, strict: boolean): Promise<number> {
@@ -185,9 +186,9 @@ async function validate(configFile: string, strict: boolean): Promise<number> {
 }
 
 async function once(configFile: string, checkId: string, json: boolean): Promise<number> {
-  let config;
+  let config: VigilConfig | undefined;
   try {
-    config = await loadConfig(configFile, loadOptions());
+    config = await loadConfig(configFile, loadOptions(() => config?.server.dataDir));
   } catch (error) {
     process.stderr.write(`${errorMessage(error)}\n`);
     return 3;
@@ -208,6 +209,7 @@ async function once(configFile: string, checkId: string, json: boolean): Promise
     logger: logger.child({ checkId, command: spec.command }),
     checks: registry,
   });
+  await config.commands.get(spec.command)?.close?.();
   if (run.kind !== 'result') return 3;
   process.stdout.write(json ? `${JSON.stringify({ check: checkId, ...run.result })}\n` : `${formatResult(checkId, run.result)}\n`);
   return stateCode(run.result.state);

@@ -56,6 +56,14 @@ export { rabbitmqConsumersCommand, type RabbitmqConsumersAttributes } from './co
 export { heartbeatFileCommand, type HeartbeatFileAttributes } from './commands/heartbeat/heartbeat-file.js';
 export { heartbeatDirCommand, type HeartbeatDirAttributes } from './commands/heartbeat/heartbeat-dir.js';
 export { heartbeatTableCommand } from './commands/heartbeat/heartbeat-table.js';
+export { sqlCommand, type SqlAttributes } from './commands/sql/sql.js';
+export { grpcCommand, type GrpcAttributes } from './commands/grpc/grpc.js';
+export { webSocketCommand, type WebSocketAttributes } from './commands/websocket/websocket.js';
+export { tlsCommand, type TlsAttributes } from './commands/tls/tls.js';
+export { smtpCommand, type SmtpAttributes } from './commands/smtp/smtp.js';
+export { snmpCommand, type SnmpAttributes, type SnmpCommandOptions } from './commands/snmp/snmp.js';
+export { browserCommand, screenshotDirOf, type BrowserCommand, type BrowserCommandOptions } from './commands/browser/browser.js';
+export type { BrowserAttributes, BrowserStep } from './commands/browser/attributes.js';
 export { startDatabaseHeartbeat, type DatabaseHeartbeat, type DatabaseHeartbeatOptions } from './heartbeats/database-heartbeat.js';
 export { postgresResultsHandlerType } from './handlers/postgres-results-handler.js';
 export { amqpHandlerType } from './handlers/amqp/amqp-handler.js';

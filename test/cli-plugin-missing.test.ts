@@ -26,7 +26,7 @@ async function writeConfig(plugin: string): Promise<string> {
   const config = {
     server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data'), stopTimeout: '1s' },
     checks: [
-      { id: 'later', command: 'exec', interval: '1s', timeout: '900ms', attributes: { argv: [plugin, 'hello'] } },
+      { id: 'later', command: 'exec', interval: '1s', retryInterval: '1s', timeout: '900ms', attributes: { argv: [plugin, 'hello'] } },
       { id: 'here', command: 'exec', interval: '1s', timeout: '900ms', attributes: { argv: ['/bin/sh', '-c', 'echo "OK - here"'] } },
     ],
   };

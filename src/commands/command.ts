@@ -81,13 +81,18 @@ export interface Command<A = unknown> {
    * this kind that attached `check`, or `undefined`. The daemon removes attached checks with the check
    * that attached them.
    */
-  attachedBy?(check: Check): string | undefined;
+  readonly attachedBy?: (check: Check) => string | undefined;
   /**
    * For a kind of check fed by pings from the job it watches rather than by probes (`push`): each such
    * check gets a ping token and a ping URL (`/ping/:token`, shown by the API), and what arrives through
    * the push routes or AMQP ingest becomes its outcome here.
    */
   readonly pings?: PingReceiver<A>;
+  /**
+   * Releases what the command keeps between runs (a browser process); called once the server has
+   * stopped, and by `vigil once` after its run. A later run may start it again.
+   */
+  close?(): Promise<void>;
 }
 
 /** What a ping says; `at` is when it arrived (epoch ms). */
@@ -122,11 +127,11 @@ export interface CommandDefinition<S extends z.ZodType> {
   readonly attributes: S;
   run(attributes: z.output<S>, ctx: CommandContext): Promise<CommandOutcome>;
   /** Problems with valid attributes that still let the check load (see `ParseResult`); default none. */
-  warnings?(attributes: z.output<S>): readonly Issue[];
+  readonly warnings?: (attributes: z.output<S>) => readonly Issue[];
   /** See `Command.apiRefusal`. */
   readonly apiRefusal?: string;
   /** See `Command.attachedBy`. */
-  attachedBy?(check: Check): string | undefined;
+  readonly attachedBy?: (check: Check) => string | undefined;
   /** See `Command.pings`. */
   readonly pings?: PingReceiver<z.output<S>>;
 }

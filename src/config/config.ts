@@ -67,7 +67,7 @@ export interface ServerConfig {
   readonly handlerTimeoutMs: number;
   /** How often check state is saved to `dataDir` (`stateSaveInterval`); default 30 s. */
   readonly stateSaveIntervalMs: number;
-  /** Shares of the concurrency (`pools`); default `default` 90 % and `exec` 10 %. */
+  /** Shares of the concurrency (`pools`); default `default` 85 %, `exec` 10 % and `browser` 5 %. */
   readonly pools: readonly PoolSpec[];
   /** Where checks that name no pool run (`defaultPool`, `commandPools`). */
   readonly poolRouting: PoolRouting;
@@ -332,7 +332,7 @@ export const serverSchema = z.strictObject(
       )
       .min(1, { error: 'expected at least one pool' })
       .optional()
-      .meta({ description: 'Shares of concurrency: a non-shared pool reserves ceil(concurrency × ratio) slots; shared pools run the overflow of the others in definition order. Default: default 90 %, exec 10 %' }),
+      .meta({ description: 'Shares of concurrency: a non-shared pool reserves ceil(concurrency × ratio) slots; shared pools run the overflow of the others in definition order. Default: default 85 %, exec 10 %, browser 5 %' }),
     defaultPool: nonEmptyString('a pool name').optional().meta({ description: 'Pool of checks that name none; default the first shared pool, else the first pool' }),
     commandPools: z.record(z.string(), nonEmptyString('a pool name'), { error: 'expected a mapping of command names to pool names' }).optional().meta({ description: 'Default pool per command; exec checks default to a pool named exec when there is one' }),
     safeMode: z.boolean({ error: 'expected true or false' }).default(true).meta({ description: 'Two checks with the same command and attributes never run at once' }),

@@ -23,7 +23,7 @@ export const systemClock: Clock = {
 
 /** A clock whose time is what `now` says and whose timers are real: for a test that sets the time but waits for real events. */
 export function clockWith(now: () => number): Clock {
-  return { now, setTimeout: systemClock.setTimeout, clearTimeout: systemClock.clearTimeout };
+  return { now, setTimeout: (callback, delayMs) => systemClock.setTimeout(callback, delayMs), clearTimeout: (handle) => systemClock.clearTimeout(handle) };
 }
 
 /** The time function of an optional clock (`systemClock` when none is given), for code that only tells the time. */

@@ -72,8 +72,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { configFile, logger, env } = options;
   // Chosen once: every config load (reloads too) builds its ping command on the same engine, and /healthz names it.
   const pingEngine = defaultPingEngine({ logger });
-  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: builtinCommands({ pingEngine }), handlerTypes: builtinHandlerTypes() });
-  let config = await load();
+  // The data dir is read when a browser check fails (its screenshot), long after the config was loaded.
+  const commands = (): ReturnType<typeof builtinCommands> => builtinCommands({ pingEngine, dataDir: () => config.server.dataDir });
+  const load = (): Promise<VigilConfig> => loadConfig(configFile, { env, commands: commands(), handlerTypes: builtinHandlerTypes() });
+  let config: VigilConfig = await load();
   const { server: settings } = config;
   logWarnings(config, logger);
 
@@ -182,6 +184,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   releases.push('http', () => http.close());
   baseUrl = http.url;
+  // What the server's commands keep between runs (a browser) goes once the server has stopped.
+  const running = [...config.commands.values()];
+  releases.push('commands', async () => {
+    for (const command of running) await command.close?.();
+  });
   // Released before the endpoint: while running checks drain, /healthz says 503 `stopping`, pushes are
   // refused with 503, and API requests still meet an open queue.
   releases.push('server', async () => {

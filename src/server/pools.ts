@@ -237,13 +237,17 @@ export function stableStringify(value: unknown): string {
   return JSON.stringify(value) ?? 'undefined';
 }
 
-/** The pools vigil uses when the config names none: exec plugins get a tenth of the slots of their own. */
+/**
+ * The pools vigil uses when the config names none: exec plugins get a tenth of the slots of their own,
+ * and browser checks (a page in Chromium costs tens of MB and a core for a moment) a twentieth.
+ */
 export function defaultPools(): { pools: PoolSpec[]; routing: PoolRouting } {
   return {
     pools: [
-      { name: 'default', ratio: 0.9, shared: false },
+      { name: 'default', ratio: 0.85, shared: false },
       { name: 'exec', ratio: 0.1, shared: false },
+      { name: 'browser', ratio: 0.05, shared: false },
     ],
-    routing: { byCommand: { exec: 'exec' }, fallback: 'default' },
+    routing: { byCommand: { exec: 'exec', browser: 'browser' }, fallback: 'default' },
   };
 }

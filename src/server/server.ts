@@ -26,8 +26,8 @@ export interface ServerOptions {
   /** Checks running at once, shared out by `pools`; default 256. */
   readonly concurrency?: number;
   /**
-   * Shares of the concurrency (see Pools). Default: `default` with 90 % and `exec` with 10 %, so plugin
-   * processes cannot starve network checks.
+   * Shares of the concurrency (see Pools). Default: `default` with 85 %, `exec` with 10 % and `browser`
+   * with 5 %, so plugin processes and browsers cannot starve network checks.
    */
   readonly pools?: readonly PoolSpec[];
   /** Which pool a check that names none runs in; required with `pools`. */

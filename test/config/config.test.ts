@@ -38,10 +38,10 @@ describe('pools in the config', () => {
   const parse = (server: Record<string, unknown>, checks: unknown[] = []) =>
     parseConfig({ server, checks }, { ...fakeBuiltins, baseDir: '.' });
 
-  it('defaults to a default pool (90 %) and an exec pool (10 %) when none are configured', async () => {
+  it('defaults to a default pool (85 %), an exec pool (10 %) and a browser pool (5 %) when none are configured', async () => {
     const config = await parse({});
-    expect(config.server.pools.map((pool) => [pool.name, pool.ratio, pool.shared])).toEqual([['default', 0.9, false], ['exec', 0.1, false]]);
-    expect(config.server.poolRouting).toEqual({ fallback: 'default', byCommand: { exec: 'exec' } });
+    expect(config.server.pools.map((pool) => [pool.name, pool.ratio, pool.shared])).toEqual([['default', 0.85, false], ['exec', 0.1, false], ['browser', 0.05, false]]);
+    expect(config.server.poolRouting).toEqual({ fallback: 'default', byCommand: { exec: 'exec', browser: 'browser' } });
   });
 
   it('routes exec to a configured pool named exec, and honours defaultPool and commandPools', async () => {

@@ -20,7 +20,7 @@ import { clockWith } from '../../src/core/clock.js';
 import type { PingReceiver } from '../../src/commands/command.js';
 
 /** What the daemon passes: the `pings` of the command a check names (only `push` here). */
-const pingsOf = (name: string): PingReceiver<unknown> | undefined => (name === 'push' ? (pushCommand().pings as PingReceiver<unknown>) : undefined);
+const pingsOf = (name: string): PingReceiver<unknown> | undefined => (name === 'push' ? pushCommand().pings : undefined);
 
 const TOKEN = 'nightly-backup-token-0123456789';
 const push = pushCommand();

@@ -168,7 +168,7 @@ describe('Server with pools', () => {
 
   it('claims for a pool only checks it can run: a full pool does not fill up with checks claimed for another', async () => {
     const pool = new TrackedMemoryQueue();
-    // The default layout (default 90 %, exec 10 %), no exec checks, and far more due than slots.
+    // The default layout (default 85 %, exec 10 %, browser 5 %), no exec or browser checks, and far more due than slots.
     for (let i = 0; i < 100; i++) pool.add(checkSpec({ id: `c${i}`, command: 'slow', attributes: { target: i }, intervalMs: 60_000, timeoutMs: 30_000 }), { dueAt: T0 });
     const server = new Server({ queue: pool, commands: [scriptedCommand('slow', {}, 20_000)], logger: silentLogger(), concurrency: 10 });
     server.start();
@@ -176,6 +176,7 @@ describe('Server with pools', () => {
     expect(server.poolStats().map(({ name, running, waiting }) => ({ name, running, waiting }))).toEqual([
       { name: 'default', running: 9, waiting: 0 },
       { name: 'exec', running: 0, waiting: 0 },
+      { name: 'browser', running: 0, waiting: 0 },
     ]);
     expect(server.stats).toMatchObject({ running: 9, waiting: 0 });
     const stopped = server.stop({ timeoutMs: 0 });
