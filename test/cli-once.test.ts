@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stableHash } from '../src/checks/schedule.js';
 import type { Health } from '../src/core/health.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import type { CliResult } from './helpers/cli.js';
+import { escapeRegex, expectLine, NUM, runOnce } from './helpers/once.js';
 import { TestDnsServer } from './helpers/dns-server.js';
 import { freePort as closedPort } from './helpers/processes.js';
 
@@ -28,30 +29,10 @@ afterEach(async () => {
 });
 
 const CHECK_DUMMY = '/usr/lib/nagios/plugins/check_dummy';
-/** A number as perfdata and messages print it. */
-const NUM = String.raw`\d+(?:\.\d+)?`;
 
 /** Writes a config with one check `id` and runs `vigil once id` on it. */
-async function once(id: string, command: string, attributes: Record<string, unknown>): Promise<CliResult> {
-  const file = join(dir, 'vigil.json.yaml');
-  // JSON is YAML: no quoting to get wrong for paths, URLs and tokens.
-  const config = {
-    server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') },
-    checks: [{ id, command, timeout: '10s', attributes }],
-  };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file]);
-}
-
-/** Asserts one printed line matching `line` (a regex source, anchored here), nothing on stderr, and the exit code. */
-function expectLine(result: CliResult, line: string, code: number): void {
-  expect(result.stdout).toMatch(new RegExp(`^${line}\\n$`));
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(code);
-}
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+function once(id: string, command: string, attributes: Record<string, unknown>): Promise<CliResult> {
+  return runOnce(dir, { id, command, attributes });
 }
 
 /** A TCP server on 127.0.0.1 that greets every connection with `banner`. */
@@ -102,7 +83,7 @@ describe('vigil once: http', () => {
     const result = await once('web', 'http', { url: `${url}/health`, bodyContains: 'hello' });
     expectLine(
       result,
-      `web OK ok: 200 OK from ${escape(url)}/health in ${NUM} ms \\| status_code=200 total_time=${NUM}ms connect_time=${NUM}ms first_byte_time=${NUM}ms transfer_time=${NUM}ms body_bytes=5B`,
+      `web OK ok: 200 OK from ${escapeRegex(url)}/health in ${NUM} ms \\| status_code=200 total_time=${NUM}ms connect_time=${NUM}ms first_byte_time=${NUM}ms transfer_time=${NUM}ms body_bytes=5B`,
       0,
     );
   });
@@ -116,7 +97,7 @@ describe('vigil once: http', () => {
     // Whether the body's timings follow depends on how much of it had arrived when the status was judged.
     expectLine(
       result,
-      `web CRIT unexpected-status: expected status 2xx, 3xx, got 503 Service Unavailable from ${escape(url)}/health in ${NUM} ms \\| status_code=503 total_time=${NUM}ms connect_time=${NUM}ms first_byte_time=${NUM}ms(?: \\S+)*`,
+      `web CRIT unexpected-status: expected status 2xx, 3xx, got 503 Service Unavailable from ${escapeRegex(url)}/health in ${NUM} ms \\| status_code=503 total_time=${NUM}ms connect_time=${NUM}ms first_byte_time=${NUM}ms(?: \\S+)*`,
       2,
     );
   });
@@ -166,7 +147,7 @@ describe('vigil once: heartbeat-file', () => {
   it('prints OK with the age and exits 0 for a fresh heartbeat', async () => {
     const file = await heartbeat(0);
     const result = await once('worker', 'heartbeat-file', { file, warnAfter: '30s', critAfter: '1m' });
-    expectLine(result, `worker OK ok: heartbeat ${escape(file)} is ${NUM} s old \\(pid 4242, beat 7\\) \\| age=${NUM}s;30;60 beat=7c`, 0);
+    expectLine(result, `worker OK ok: heartbeat ${escapeRegex(file)} is ${NUM} s old \\(pid 4242, beat 7\\) \\| age=${NUM}s;30;60 beat=7c`, 0);
   });
 
   it('prints CRIT heart-attack and exits 2 for a heartbeat older than critAfter', async () => {
@@ -174,7 +155,7 @@ describe('vigil once: heartbeat-file', () => {
     const result = await once('worker', 'heartbeat-file', { file, warnAfter: '30s', critAfter: '1m' });
     expectLine(
       result,
-      `worker CRIT heart-attack: heartbeat ${escape(file)} is 36\\d\\d s old \\(pid 4242, beat 7\\), at or above the critical threshold of 60 s \\| age=36\\d\\d(?:\\.\\d+)?s;30;60 beat=7c`,
+      `worker CRIT heart-attack: heartbeat ${escapeRegex(file)} is 36\\d\\d s old \\(pid 4242, beat 7\\), at or above the critical threshold of 60 s \\| age=36\\d\\d(?:\\.\\d+)?s;30;60 beat=7c`,
       2,
     );
   });
@@ -187,10 +168,10 @@ describe('vigil once: heartbeat-dir', () => {
     await mkdir(beats);
     await writeFile(join(beats, 'worker.json'), JSON.stringify({ timestamp: Date.now() / 1000 }));
     const present = await once('workers', 'heartbeat-dir', { dir: beats, critAfter: '1m' });
-    expectLine(present, `workers OK ok: 1 heartbeat attached from ${escape(beats)} \\(1 attached, 0 detached this run\\) \\| attached=1 attached_total=1c detached_total=0c`, 0);
+    expectLine(present, `workers OK ok: 1 heartbeat attached from ${escapeRegex(beats)} \\(1 attached, 0 detached this run\\) \\| attached=1 attached_total=1c detached_total=0c`, 0);
 
     const missing = await once('workers', 'heartbeat-dir', { dir: join(dir, 'missing'), critAfter: '1m' });
-    expectLine(missing, `workers CRIT dir-missing: heartbeat directory ${escape(join(dir, 'missing'))} is missing`, 2);
+    expectLine(missing, `workers CRIT dir-missing: heartbeat directory ${escapeRegex(join(dir, 'missing'))} is missing`, 2);
   });
 });
 
@@ -203,13 +184,13 @@ describe('vigil once: dns', () => {
 
   it('prints OK with the answers and exits 0 when the expected address is among them', async () => {
     const result = await once('app-a', 'dns', { name: 'app.example.test', servers: [server.address], expect: ['192.0.2.10'] });
-    expectLine(result, `app-a OK ok: resolved app\\.example\\.test A at ${escape(server.address)} in ${NUM} ms: 192\\.0\\.2\\.10, 192\\.0\\.2\\.11 \\| response_time=${NUM}ms answers=2`, 0);
+    expectLine(result, `app-a OK ok: resolved app\\.example\\.test A at ${escapeRegex(server.address)} in ${NUM} ms: 192\\.0\\.2\\.10, 192\\.0\\.2\\.11 \\| response_time=${NUM}ms answers=2`, 0);
     expect(server.queries).toEqual(['app.example.test A']);
   });
 
   it('prints CRIT nxdomain and exits 2 for a name that does not exist', async () => {
     const result = await once('gone', 'dns', { name: 'gone.example.test', servers: [server.address] });
-    expectLine(result, `gone CRIT nxdomain: gone\\.example\\.test does not exist \\(NXDOMAIN from ${escape(server.address)}\\) \\| response_time=${NUM}ms answers=0`, 2);
+    expectLine(result, `gone CRIT nxdomain: gone\\.example\\.test does not exist \\(NXDOMAIN from ${escapeRegex(server.address)}\\) \\| response_time=${NUM}ms answers=0`, 2);
   });
 });
 
@@ -259,7 +240,7 @@ describe('vigil once: peer', () => {
     const result = await once('vigil-b', 'peer', { url });
     expectLine(
       result,
-      `vigil-b OK ok: peer ${escape(url)}/healthz is up: instance vigil-b-1 epoch 4, up 120 s, 12 checks, version 0\\.1\\.0 \\| uptime=120s checks=12 epoch=4 instance_hash=${stableHash('vigil-b-1')}`,
+      `vigil-b OK ok: peer ${escapeRegex(url)}/healthz is up: instance vigil-b-1 epoch 4, up 120 s, 12 checks, version 0\\.1\\.0 \\| uptime=120s checks=12 epoch=4 instance_hash=${stableHash('vigil-b-1')}`,
       0,
     );
   });
@@ -267,12 +248,12 @@ describe('vigil once: peer', () => {
   it('prints CRIT unhealthy and exits 2 for a peer that is stopping', async () => {
     const url = await peer(503, { ...health, status: 'stopping' });
     const result = await once('vigil-b', 'peer', { url });
-    expectLine(result, `vigil-b CRIT unhealthy: peer ${escape(url)}/healthz is stopping \\(HTTP 503\\) \\| epoch=4 instance_hash=${stableHash('vigil-b-1')}`, 2);
+    expectLine(result, `vigil-b CRIT unhealthy: peer ${escapeRegex(url)}/healthz is stopping \\(HTTP 503\\) \\| epoch=4 instance_hash=${stableHash('vigil-b-1')}`, 2);
   });
 
   it('prints UNKNOWN bad-response and exits 3 when the URL answers but is not a vigil', async () => {
     const url = await peer(200, { hello: 'world' });
     const result = await once('vigil-b', 'peer', { url });
-    expectLine(result, `vigil-b UNKNOWN bad-response: peer ${escape(url)}/healthz answered 200, but not a vigil health answer \\(expected JSON with status, instanceId, epoch, uptimeSeconds, checks\\)`, 3);
+    expectLine(result, `vigil-b UNKNOWN bad-response: peer ${escapeRegex(url)}/healthz answered 200, but not a vigil health answer \\(expected JSON with status, instanceId, epoch, uptimeSeconds, checks\\)`, 3);
   });
 });

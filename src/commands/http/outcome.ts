@@ -3,6 +3,7 @@ import { severity, type CommandOutcome, type State } from '../../results/result.
 import type { HttpAttributes, HttpTarget } from './attributes.js';
 import { formatMs } from '../../core/format.js';
 import { DNS_ERROR_CODES } from '../../core/errors.js';
+import { isTlsErrorCode } from '../tls-attributes.js';
 
 /**
  * How the `http` command words its outcomes: reasons, one-line messages and metrics, from what a run
@@ -45,16 +46,6 @@ export interface RunRecord {
 }
 
 export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
-/** OpenSSL's certificate verification failures, as Node names them in `error.code`. */
-const CERT_ERRORS: ReadonlySet<string> = new Set([
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_CRL', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
-  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE', 'CRL_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED',
-  'CRL_NOT_YET_VALID', 'CRL_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD',
-  'ERROR_IN_CRL_LAST_UPDATE_FIELD', 'ERROR_IN_CRL_NEXT_UPDATE_FIELD', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED', 'INVALID_CA',
-  'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
-]);
-
 /** What a run was doing, for messages: `timed out waiting for the response from …`. */
 const DOING: Readonly<Record<Phase, string>> = {
   connecting: 'connecting to',
@@ -78,7 +69,7 @@ export function failed(run: RunRecord, error: NodeJS.ErrnoException): CommandOut
   const code = error.code ?? 'unknown error';
   const { target } = run;
   if (DNS_ERROR_CODES.has(code)) return { state: 'crit', reason: 'dns', message: `cannot resolve host ${target.hostname} (${code})` };
-  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || code === 'EPROTO') {
+  if (isTlsErrorCode(code)) {
     const trusting = run.attrs.caFile === undefined ? '' : `; trusting the CAs in ${run.attrs.caFile}`;
     return { state: 'crit', reason: 'tls-error', message: `TLS handshake with ${target.host} failed: ${code} (${error.message})${trusting}`, metrics: metrics(run) };
   }

@@ -1,16 +1,16 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../../helpers/cli.js';
+import { afterEach, beforeEach, describe, it } from 'vitest';
+import { type CliResult } from '../../helpers/cli.js';
 import { TestHealthServer } from './health-server.js';
+import { expectLine, NUM, runOnce } from '../../helpers/once.js';
 
 /**
  * `vigil once ID` for a grpc check, through the built CLI as an operator or Nagios runs it, against a
  * health server the test starts on 127.0.0.1: the printed line and the Nagios exit code.
  */
 
-const NUM = String.raw`\d+(?:\.\d+)?`;
 let dir: string;
 let health: TestHealthServer;
 
@@ -23,18 +23,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
-  const file = join(dir, 'vigil.json.yaml');
-  const config = { server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') }, checks: [{ id, command: 'grpc', timeout: '10s', attributes }] };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file]);
+function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
+  return runOnce(dir, { id, command: 'grpc', attributes });
 }
 
-function expectLine(result: CliResult, line: string, code: number): void {
-  expect(result.stdout).toMatch(new RegExp(`^${line}\\n$`));
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(code);
-}
 
 describe('vigil once: grpc', () => {
   it('prints OK serving with the response time and exits 0 for a SERVING server', async () => {

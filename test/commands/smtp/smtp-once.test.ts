@@ -4,15 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../../helpers/cli.js';
+import { type CliResult } from '../../helpers/cli.js';
 import { tlsTestCertificates, type TlsTestCertificates } from '../tls/certificates.js';
+import { expectLine, NUM, runOnce } from '../../helpers/once.js';
 
 /**
  * `vigil once` for an `smtp` check, through the built CLI: STARTTLS, AUTH with a password from the
  * environment (`${…}` in the config), and a recipient the server rejects.
  */
 
-const NUM = String.raw`\d+(?:\.\d+)?`;
 const PASSWORD = 'once upon a password';
 let certs: TlsTestCertificates;
 let dir: string;
@@ -55,22 +55,12 @@ async function startSmtp(): Promise<number> {
 async function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
   const caFile = join(dir, 'ca.pem');
   await writeFile(caFile, certs.ca.cert);
-  const file = join(dir, 'vigil.json.yaml');
-  const config = {
-    server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') },
-    checks: [{ id, command: 'smtp', timeout: '10s', attributes: { caFile, starttls: true, username: 'vigil', password: '${VIGIL_TEST_SMTP_PASSWORD}', ...attributes } }],
-  };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file], { env: { VIGIL_TEST_SMTP_PASSWORD: PASSWORD } });
+  const check = { id, command: 'smtp', attributes: { caFile, starttls: true, username: 'vigil', password: '${VIGIL_TEST_SMTP_PASSWORD}', ...attributes } };
+  const result = await runOnce(dir, check, { VIGIL_TEST_SMTP_PASSWORD: PASSWORD });
+  expect(result.stdout).not.toContain(PASSWORD);
+  return result;
 }
 
-function expectLine(result: CliResult, line: string, code: number): void {
-  // stderr first: when the line is missing, it says why.
-  expect(result.stderr).toBe('');
-  expect(result.stdout).toMatch(new RegExp(`^${line}\\n$`));
-  expect(result.code).toBe(code);
-  expect(result.stdout).not.toContain(PASSWORD);
-}
 
 describe('vigil once: smtp', () => {
   it('prints OK with the dialogue and its timings and exits 0 after STARTTLS, AUTH and a probe', async () => {

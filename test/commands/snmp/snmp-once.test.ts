@@ -1,9 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../../helpers/cli.js';
+import { type CliResult } from '../../helpers/cli.js';
 import { Snmpd, TEST_OIDS } from '../../helpers/snmpd.js';
+import { expectLine, NUM, runOnce } from '../../helpers/once.js';
 
 /**
  * `vigil once ID` for snmp checks, through the built CLI as an operator or Nagios runs it: the printed
@@ -14,7 +15,6 @@ import { Snmpd, TEST_OIDS } from '../../helpers/snmpd.js';
 const COMMUNITY = 'once-community-77';
 const AUTH_KEY = 'once-auth-phrase';
 const PRIV_KEY = 'once-priv-phrase';
-const NUM = String.raw`\d+(?:\.\d+)?`;
 const ENV = { SNMP_COMMUNITY: COMMUNITY, SNMP_AUTH_KEY: AUTH_KEY, SNMP_PRIV_KEY: PRIV_KEY };
 
 let agent: Snmpd;
@@ -34,23 +34,10 @@ afterAll(async () => {
 });
 
 /** Writes a config with one check `id` and runs `vigil once id` on it, with the secrets in the environment. */
-async function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
-  const file = join(dir, `${id}.yaml`);
-  const config = {
-    server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') },
-    checks: [{ id, command: 'snmp', timeout: '10s', attributes: { host: agent.host, port: agent.port, ...attributes } }],
-  };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file], { env: ENV });
+function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
+  return runOnce(dir, { id, command: 'snmp', attributes: { host: agent.host, port: agent.port, ...attributes } }, ENV);
 }
 
-function expectLine(result: CliResult, line: string, code: number): void {
-  // The whole result in the failure message: a crash shows on stderr, not in the line.
-  expect(result.stdout, JSON.stringify(result)).toMatch(new RegExp(`^${line}\\n$`));
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(code);
-  for (const secret of [COMMUNITY, AUTH_KEY, PRIV_KEY]) expect(result.stdout + result.stderr).not.toContain(secret);
-}
 
 const oid = (suffix: string): string => `${TEST_OIDS}.${suffix}`.replace(/\./g, '\\.');
 

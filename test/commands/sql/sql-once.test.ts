@@ -1,17 +1,17 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../../helpers/cli.js';
+import { type CliResult } from '../../helpers/cli.js';
 import { startMariaDb, type TestMariaDb } from '../../helpers/mariadb.js';
 import { serverUrl } from '../../helpers/postgres.js';
+import { NUM, runOnce } from '../../helpers/once.js';
 
 /**
  * `vigil once` on a `sql` check, through the built CLI as an operator runs it: the URL comes from the
  * environment through `${VIGIL_SQL_URL}`, and its password shows nowhere in what vigil prints.
  */
 
-const NUM = String.raw`\d+(?:\.\d+)?`;
 let dir: string;
 let maria: TestMariaDb;
 
@@ -25,14 +25,8 @@ afterAll(async () => {
 });
 
 /** Writes a config with one `sql` check whose url is `${VIGIL_SQL_URL}`, and runs `vigil once` on it with `url` in that variable. */
-async function once(id: string, url: string, attributes: Record<string, unknown>): Promise<CliResult> {
-  const file = join(dir, `${id}.json.yaml`);
-  const config = {
-    server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') },
-    checks: [{ id, command: 'sql', timeout: '10s', attributes: { url: '${VIGIL_SQL_URL}', ...attributes } }],
-  };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file], { env: { VIGIL_SQL_URL: url } });
+function once(id: string, url: string, attributes: Record<string, unknown>): Promise<CliResult> {
+  return runOnce(dir, { id, command: 'sql', attributes: { url: '${VIGIL_SQL_URL}', ...attributes } }, { VIGIL_SQL_URL: url });
 }
 
 describe('vigil once: sql', () => {

@@ -1,17 +1,17 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../../helpers/cli.js';
+import { afterEach, beforeAll, beforeEach, describe, it } from 'vitest';
+import { type CliResult } from '../../helpers/cli.js';
 import { tlsTestCertificates, type TlsTestCertificates } from './certificates.js';
 import { TestServers } from './servers.js';
+import { expectLine, NUM, runOnce } from '../../helpers/once.js';
 
 /**
  * `vigil once` for a `tls` check, through the built CLI as an operator or Nagios runs it: the printed
  * line (`ID STATE reason: message | perfdata`) and the Nagios exit code.
  */
 
-const NUM = String.raw`\d+(?:\.\d+)?`;
 const DATE = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`;
 const servers = new TestServers();
 let certs: TlsTestCertificates;
@@ -29,11 +29,8 @@ afterEach(async () => {
 });
 
 /** Writes a config with one `tls` check `id` and runs `vigil once id` on it. */
-async function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
-  const file = join(dir, 'vigil.json.yaml');
-  const config = { server: { host: '127.0.0.1', port: 0, dataDir: join(dir, 'data') }, checks: [{ id, command: 'tls', timeout: '10s', attributes }] };
-  await writeFile(file, JSON.stringify(config, null, 2));
-  return runCli(['once', id, '-c', file]);
+function once(id: string, attributes: Record<string, unknown>): Promise<CliResult> {
+  return runOnce(dir, { id, command: 'tls', attributes });
 }
 
 async function caFile(): Promise<string> {
@@ -42,12 +39,6 @@ async function caFile(): Promise<string> {
   return file;
 }
 
-function expectLine(result: CliResult, line: string, code: number): void {
-  // stderr first: when the line is missing, it says why.
-  expect(result.stderr).toBe('');
-  expect(result.stdout).toMatch(new RegExp(`^${line}\\n$`));
-  expect(result.code).toBe(code);
-}
 
 describe('vigil once: tls', () => {
   it('prints OK with protocol, certificate and days left and exits 0 for a valid certificate after STARTTLS', async () => {
