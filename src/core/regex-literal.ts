@@ -1,3 +1,5 @@
+import { errorMessage } from './errors.js';
+
 /**
  * Regular expressions written in config text: `/pattern/flags`, or a bare pattern where the attribute
  * says so. Compiled once at load time; a bad one is an error that says what is wrong with it.
@@ -20,7 +22,7 @@ export function compileRegex(source: string, flags = ''): RegExp | { readonly er
   try {
     return new RegExp(source, flags.replace(/[gy]/g, ''));
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     // V8 says `Invalid regular expression: /(/: Unterminated group`; the pattern is quoted after `got` anyway.
     return { error: message.replace(/^Invalid regular expression: .*: /s, '').replace(/^Invalid flags supplied to RegExp constructor '(.*)'$/, 'invalid flags $1') };
   }

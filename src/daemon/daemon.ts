@@ -23,6 +23,7 @@ import { Server } from '../server/server.js';
 import { formatIssue, formatPath, ValidationError } from '../validation/issues.js';
 import { version } from '../core/version.js';
 import { ReleaseStack } from '../core/release-stack.js';
+import { errorMessage } from '../core/errors.js';
 
 export interface DaemonOptions {
   /** The YAML config file. */
@@ -219,7 +220,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     try {
       next = await load();
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       logger.error({ issues: error instanceof ValidationError ? error.issues : undefined }, `config reload rejected, the running config stays: ${message}`);
       return { ok: false, error: message };
     }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { DNS_ERROR_CODES, errorCode } from '../../core/errors.js';
 import type { SqlTarget, TlsMode } from './connection-url.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** A value bound to a query's placeholder (`$1` on PostgreSQL, `?` on MySQL): never spliced into its text. */
 export type SqlParam = string | number | boolean | null;
@@ -77,7 +78,7 @@ export function networkFailure(error: unknown): SqlFailure | undefined {
 
 /** One line for an error: its code (when its message does not hold it already) and message. */
 export function describeError(error: unknown, code: string | undefined): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (code === undefined || code === '' || message.includes(code)) return message;
   return message === '' ? code : `${code} ${message}`;
 }

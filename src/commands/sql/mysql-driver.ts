@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Connection, ConnectionOptions, FieldPacket, QueryError, QueryResult, SslOptions } from 'mysql2';
 import type { TlsMode } from './connection-url.js';
 import { closed, describeError, ignore, networkFailure, remainingMs, type QueryRows, type SqlDriver, type SqlFailure, type SqlParam, type SqlSession, type SqlSessionOptions } from './driver.js';
+import { errorMessage } from '../../core/errors.js';
 
 type Mysql2 = typeof import('mysql2');
 
@@ -146,7 +147,7 @@ class MysqlSession implements SqlSession {
       // Below 1900 MySQL and MariaDB number errors alike; above, mysql2 names MariaDB's by MySQL's list (4151,
       // a locked account, as ER_BULK_PARSER_INCOMPLETE_ESCAPE_SEQUENCE), so only the number is sure.
       const name = typeof code === 'string' && typeof errno === 'number' && errno < 1900 ? code : `errno ${String(errno)}`;
-      const detail = `${errorText(error)} (${name}, SQLSTATE ${sqlState})`;
+      const detail = `${errorMessage(error)} (${name}, SQLSTATE ${sqlState})`;
       if (typeof errno === 'number' && STATEMENT_TIMEOUT_ERRNOS.has(errno)) return { reason: 'timeout', detail, statementTimeout: true };
       if (this.#ready) return { reason: 'query-error', detail };
       return { reason: typeof errno === 'number' && AUTH_ERRNOS.has(errno) ? 'auth-failed' : 'connection-error', detail };
@@ -157,10 +158,6 @@ class MysqlSession implements SqlSession {
     if (!this.#ready && this.#options.tls !== 'disable' && this.#reached) return { reason: 'tls-error', detail };
     return { reason: 'connection-error', detail };
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
