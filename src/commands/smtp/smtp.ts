@@ -32,7 +32,7 @@ export type { SmtpAttributes } from './attributes.js';
  *
  * Metrics: `connect_time` (ms, name resolution included), `banner_time` (ms, from connected — or from
  * the handshake with `tls: true` — to the banner), `response_time` (ms, from the start to the last
- * reply before RSET and QUIT), and over TLS `handshake_time` (ms) and `cert_days_left` (d).
+ * reply before RSET and QUIT), and over TLS `handshake_time` (ms) and `cert_days_remaining` (d).
  */
 export function smtpCommand(): Command<SmtpAttributes> {
   return defineCommand({ name: 'smtp', attributes: smtpAttributes, run: runSmtp });

@@ -56,7 +56,7 @@ export interface TlsAttributes {
  * warnings are crit.
  *
  * Metrics: `connect_time` (ms, name resolution included), `starttls_time` (ms, the plain-text dialogue),
- * `handshake_time` (ms), `cert_days_left` (d, the soonest of the chain, with the thresholds).
+ * `handshake_time` (ms), `cert_days_remaining` (d, the soonest of the chain, with the thresholds).
  */
 export function tlsCommand(): Command<TlsAttributes> {
   return defineCommand({ name: 'tls', attributes, run: runTls });

@@ -32,7 +32,7 @@ export interface TlsProblem {
 }
 
 /** The metric of the days left on the soonest-expiring certificate of the chain. */
-export const CERT_DAYS_METRIC = 'cert_days_left';
+export const CERT_DAYS_METRIC = 'cert_days_remaining';
 
 /** What OpenSSL's verification codes mean, for messages; the rest are shown as the code alone. */
 const CHAIN_ERRORS: ReadonlyMap<string, string> = new Map([
@@ -128,7 +128,7 @@ export function describeSession(session: TlsSession): string {
   return soonest === undefined || soonest === leaf ? text : `${text}; soonest to expire in the chain: ${describe(soonest)}, ${validity(soonest, now)}`;
 }
 
-/** `handshake_time` (ms) and `cert_days_left` (d, the soonest of the chain, with the thresholds). */
+/** `handshake_time` (ms) and `cert_days_remaining` (d, the soonest of the chain, with the thresholds). */
 export function sessionMetrics(session: TlsSession, verification: TlsVerification): Metric[] {
   const metrics = [gauge('handshake_time', round(session.handshakeMs), 'ms')];
   const soonest = soonestExpiring(session.chain);

@@ -70,7 +70,7 @@ describe('vigil once: smtp', () => {
       result,
       `mx OK ok: 127\\.0\\.0\\.1:${port} answered in ${NUM} ms: banner "220 \\S+ ESMTP" in ${NUM} ms; STARTTLS TLSv1\\.3 .*; authenticated as vigil \\(PLAIN\\); ` +
         `sender <probe@vigil\\.test> accepted; recipient <postmaster@example\\.test> accepted ` +
-        `\\| connect_time=${NUM}ms banner_time=${NUM}ms response_time=${NUM}ms handshake_time=${NUM}ms cert_days_left=${NUM}d;14;7`,
+        `\\| connect_time=${NUM}ms banner_time=${NUM}ms response_time=${NUM}ms handshake_time=${NUM}ms cert_days_remaining=${NUM}d;14;7`,
       0,
     );
   });
@@ -81,7 +81,7 @@ describe('vigil once: smtp', () => {
     expectLine(
       result,
       `mx CRIT recipient-rejected: 127\\.0\\.0\\.1:${port} rejected RCPT TO <nobody@example\\.test>: "550 5\\.1\\.1 no such user" ` +
-        `\\| connect_time=${NUM}ms banner_time=${NUM}ms handshake_time=${NUM}ms cert_days_left=${NUM}d;14;7`,
+        `\\| connect_time=${NUM}ms banner_time=${NUM}ms handshake_time=${NUM}ms cert_days_remaining=${NUM}d;14;7`,
       2,
     );
   });

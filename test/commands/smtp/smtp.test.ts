@@ -175,7 +175,7 @@ describe('smtp command: dialogue', () => {
       ),
     );
     expect(outcome.message).not.toContain(PASSWORD);
-    expect(metricNames(outcome)).toEqual(['connect_time', 'banner_time', 'response_time', 'handshake_time', 'cert_days_left']);
+    expect(metricNames(outcome)).toEqual(['connect_time', 'banner_time', 'response_time', 'handshake_time', 'cert_days_remaining']);
     expect(seen.auth).toEqual([{ method: 'PLAIN', username: USER, password: PASSWORD }]);
     expect(seen).toMatchObject({ helo: ['probe.vigil.test'], from: ['probe@vigil.test'], to: ['postmaster@example.test'], data: 0 });
     await seen.closed;
@@ -292,7 +292,7 @@ describe('smtp command: failures', () => {
     const outcome = await run({ port, starttls: true, caFile, username: USER, password: PASSWORD });
     expect(outcome).toMatchObject({ state: 'crit', reason });
     expect(outcome.message).toMatch(message);
-    expect(metricNames(outcome)).toEqual(['connect_time', 'banner_time', 'handshake_time', 'cert_days_left']);
+    expect(metricNames(outcome)).toEqual(['connect_time', 'banner_time', 'handshake_time', 'cert_days_remaining']);
     expect(seen.auth).toEqual([]);
   });
 

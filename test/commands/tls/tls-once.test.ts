@@ -48,7 +48,7 @@ describe('vigil once: tls', () => {
       result,
       `mail-tls OK ok: 127\\.0\\.0\\.1:${server.port} \\(STARTTLS smtp\\): TLSv1\\.3 \\S+ in ${NUM} ms, CN=localhost issued by CN=vigil test CA, expires in 36\\d\\.\\d days \\(${DATE}\\); ` +
         `soonest to expire in the chain: root certificate CN=vigil test CA, expires in 30\\.0 days \\(${DATE}\\) ` +
-        `\\| connect_time=${NUM}ms starttls_time=${NUM}ms handshake_time=${NUM}ms cert_days_left=${NUM}d;20;10`,
+        `\\| connect_time=${NUM}ms starttls_time=${NUM}ms handshake_time=${NUM}ms cert_days_remaining=${NUM}d;20;10`,
       0,
     );
   });
@@ -59,7 +59,7 @@ describe('vigil once: tls', () => {
     expectLine(
       result,
       `web-tls CRIT untrusted: certificate chain not trusted: the certificate is self-signed \\(DEPTH_ZERO_SELF_SIGNED_CERT\\); 127\\.0\\.0\\.1:${port}: TLSv1\\.3 .* ` +
-        `\\| connect_time=${NUM}ms handshake_time=${NUM}ms cert_days_left=${NUM}d;14;7`,
+        `\\| connect_time=${NUM}ms handshake_time=${NUM}ms cert_days_remaining=${NUM}d;14;7`,
       2,
     );
   });
@@ -67,6 +67,6 @@ describe('vigil once: tls', () => {
   it('prints WARN expiring and exits 1 for a certificate under the warning threshold', async () => {
     const port = await servers.tls(certs.expiring);
     const result = await once('web-tls', { host: '127.0.0.1', port, caFile: await caFile(), certWarnDays: 5, certCritDays: 2 });
-    expectLine(result, `web-tls WARN expiring: certificate CN=localhost expires in 3\\.0 days \\(${DATE}\\), under the warning threshold of 5 days; .* cert_days_left=${NUM}d;5;2`, 1);
+    expectLine(result, `web-tls WARN expiring: certificate CN=localhost expires in 3\\.0 days \\(${DATE}\\), under the warning threshold of 5 days; .* cert_days_remaining=${NUM}d;5;2`, 1);
   });
 });

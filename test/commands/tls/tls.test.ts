@@ -97,9 +97,9 @@ describe('tls command: certificates', () => {
           `soonest to expire in the chain: root certificate CN=vigil test CA, expires in 30\\.0 days \\(${DATE}\\)$`,
       ),
     );
-    expect(outcome.metrics?.map((m) => m.name)).toEqual(['connect_time', 'handshake_time', 'cert_days_left']);
-    expect(metric(outcome, 'cert_days_left')).toMatchObject({ unit: 'd', warn: 14, crit: 7 });
-    expect(metric(outcome, 'cert_days_left')?.value).toBeCloseTo(30, 1);
+    expect(outcome.metrics?.map((m) => m.name)).toEqual(['connect_time', 'handshake_time', 'cert_days_remaining']);
+    expect(metric(outcome, 'cert_days_remaining')).toMatchObject({ unit: 'd', warn: 14, crit: 7 });
+    expect(metric(outcome, 'cert_days_remaining')?.value).toBeCloseTo(30, 1);
   });
 
   it('reports expired for a certificate past its end date', async () => {
@@ -107,7 +107,7 @@ describe('tls command: certificates', () => {
     const outcome = await run({ port, caFile });
     expect(outcome).toMatchObject({ state: 'crit', reason: 'expired' });
     expect(outcome.message).toMatch(new RegExp(`^certificate CN=expired\\.test expired 1\\.0 days ago \\(${DATE}\\); 127\\.0\\.0\\.1:${port}: TLSv1\\.3 `));
-    expect(metric(outcome, 'cert_days_left')?.value).toBeCloseTo(-1, 1);
+    expect(metric(outcome, 'cert_days_remaining')?.value).toBeCloseTo(-1, 1);
   });
 
   it('reports not-yet-valid for a certificate before its start date', async () => {
@@ -160,7 +160,7 @@ describe('tls command: certificates', () => {
           `soonest to expire in the chain: intermediate certificate CN=vigil test intermediate, expires in 5\\.0 days \\(${DATE}\\)$`,
       ),
     );
-    expect(metric(outcome, 'cert_days_left')?.value).toBeCloseTo(5, 1);
+    expect(metric(outcome, 'cert_days_remaining')?.value).toBeCloseTo(5, 1);
   });
 
   it('reports expiring: crit under certCritDays, warn under certWarnDays, ok above both', async () => {
@@ -171,7 +171,7 @@ describe('tls command: certificates', () => {
     const warn = await run({ port, caFile, certWarnDays: 5, certCritDays: 2 });
     expect(warn).toMatchObject({ state: 'warn', reason: 'expiring' });
     expect(warn.message).toContain('under the warning threshold of 5 days; ');
-    expect(metric(warn, 'cert_days_left')).toMatchObject({ warn: 5, crit: 2 });
+    expect(metric(warn, 'cert_days_remaining')).toMatchObject({ warn: 5, crit: 2 });
     expect((await run({ port, caFile, certWarnDays: 2, certCritDays: 1 })).state).toBe('ok');
   });
 
@@ -252,7 +252,7 @@ describe('tls command: STARTTLS', () => {
     const outcome = await run({ port: server.port, starttls: protocol, caFile });
     expect(outcome).toMatchObject({ state: 'ok', reason: 'ok' });
     expect(outcome.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${server.port} \\(STARTTLS ${protocol}\\): TLSv1\\.3 \\S+ in ${NUM} ms, CN=localhost issued by CN=vigil test CA, `));
-    expect(outcome.metrics?.map((m) => m.name)).toEqual(['connect_time', 'starttls_time', 'handshake_time', 'cert_days_left']);
+    expect(outcome.metrics?.map((m) => m.name)).toEqual(['connect_time', 'starttls_time', 'handshake_time', 'cert_days_remaining']);
     const [session] = server.sessions;
     const said = { smtp: [`EHLO ${hostname()}`, 'STARTTLS'], imap: ['V1 STARTTLS'], pop3: ['STLS'], ftp: ['AUTH TLS'], postgres: ['0000000804d2162f'] };
     expect(session?.plain).toEqual(said[protocol]);
