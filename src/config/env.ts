@@ -57,10 +57,16 @@ function substituteString(text: string, env: Readonly<Record<string, string | un
   return WHOLE_REFERENCE.test(text) ? readScalar(result) : result;
 }
 
-/** `8080` → 8080, `true` → true, `null` → null; anything else (including a YAML string) stays the text it was. */
+/**
+ * `8080` → 8080, `true` → true, `null` → null; anything else (including a YAML string) stays the text it
+ * was. Only a value written exactly as YAML would write it back becomes one: a secret like `007`, `1e5`
+ * or `0x1F` stays the text it is (as a number it would lose its characters), and an empty variable
+ * stays "" rather than null.
+ */
 function readScalar(text: string): unknown {
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0 || !isScalar(doc.contents)) return text;
   const value = doc.contents.value;
-  return typeof value === 'number' || typeof value === 'boolean' || value === null ? value : text;
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value) === text ? value : text;
+  return text;
 }

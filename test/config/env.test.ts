@@ -35,6 +35,14 @@ describe('${ENV} substitution', () => {
     });
   });
 
+  it('keeps a whole reference as text unless it reads back exactly as the scalar it would become', async () => {
+    const raw = { checks: [{ id: 'x', command: 'fake', attributes: { port: 1 }, metadata: { pin: '${PIN}', exp: '${EXP}', hex: '${HEX}', empty: '${EMPTY}', n: '${N}', yes: '${T}' } }] };
+    const env = { PIN: '007', EXP: '1e5', HEX: '0x1F', EMPTY: '', N: '12.5', T: 'true' };
+    const config = await parseConfig(raw, options(env));
+    // Secrets such as a password `007` keep every character; numbers and booleans written plainly still become them.
+    expect(config.checks[0]?.metadata).toEqual({ pin: '007', exp: '1e5', hex: '0x1F', empty: '', n: 12.5, yes: true });
+  });
+
   it('reports an unset variable at its path, and not again as a shape error', async () => {
     const raw = { server: { apiToken: '${VIGIL_API_TOKEN}', port: '${PORT}' }, checks: [{ id: 'a', command: 'noop', pool: '${POOL' }] };
     const issues = await issuesOf(parseConfig(raw, options({})));
