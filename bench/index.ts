@@ -16,9 +16,10 @@ import { blackboxBenchmark } from './blackbox.js';
 import { metricsScrapeBenchmark } from './metrics-scrape.js';
 import { pingBenchmark } from './ping.js';
 import { grpcBenchmark } from './grpc.js';
+import { scaleBenchmark } from './scale.js';
 
 /** In the order they run. A new benchmark is one file exporting a `Benchmark`, added here. */
-const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark, blackboxBenchmark, postgresQueueBenchmark, metricsScrapeBenchmark, pingBenchmark, grpcBenchmark];
+const benchmarks: readonly Benchmark[] = [schedulerBenchmark, tcpBenchmark, httpBenchmark, heartbeatFileBenchmark, blackboxBenchmark, postgresQueueBenchmark, metricsScrapeBenchmark, pingBenchmark, grpcBenchmark, scaleBenchmark];
 
 interface Arguments {
   readonly quick: boolean;

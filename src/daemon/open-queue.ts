@@ -147,7 +147,8 @@ async function openPostgresQueue(options: OpenQueueOptions, config: Extract<Queu
 
 /**
  * The PostgreSQL queue's health on `/metrics`, read at scrape time: `vigil_queue_database_up`,
- * `vigil_queue_buffered_completions`, and the totals of dropped completions and lost leases.
+ * `vigil_queue_buffered_completions`, `vigil_queue_clock_offset_seconds`, and the totals of dropped
+ * completions, lost leases, late claims and stale claims.
  */
 function registerQueueMetrics(registry: Registry, queue: PostgresQueue): void {
   new Gauge({
@@ -166,9 +167,19 @@ function registerQueueMetrics(registry: Registry, queue: PostgresQueue): void {
       this.set(queue.stats.bufferedCompletions);
     },
   });
+  new Gauge({
+    name: 'vigil_queue_clock_offset_seconds',
+    help: "This instance's clock minus the database's, as last measured; due times and leases follow the database's clock.",
+    registers: [registry],
+    collect() {
+      this.set(queue.stats.clockOffsetMs / 1000);
+    },
+  });
   const totals = [
     ['vigil_queue_dropped_completions_total', 'Completed runs dropped: the buffer was full while the database was away.', 'droppedCompletions'],
     ['vigil_queue_leases_lost_total', 'Completed runs refused because their lease had moved to another instance.', 'leasesLost'],
+    ['vigil_queue_late_claims_total', 'Runs claimed more than half an interval after their slot, and run for the nearest slot instead.', 'lateClaims'],
+    ['vigil_queue_stale_claims_total', 'Claimed checks given back unrun: the claim was answered too close to the end of its lease.', 'staleClaims'],
   ] as const;
   for (const [name, help, field] of totals) {
     new Counter({

@@ -81,9 +81,11 @@ export interface PendingCompletion extends BufferedCompletion {
   readonly state: CheckState;
   /** The state the row held when it was claimed: incidents are opened and resolved by the change. */
   readonly previous: CheckState;
-  /** Epoch ms; `null`: a one-shot check that is done. */
+  /** Epoch ms on the instance's clock; `null`: a one-shot check that is done. */
   readonly due: number | null;
   readonly slot: number;
+  /** The database clock's offset the claim used: `due` and `slot` are written moved back by it. */
+  readonly offsetMs: number;
   readonly resolve: () => void;
 }
 
@@ -146,7 +148,7 @@ export class CompletionWriter {
    */
   async write(batch: PendingCompletion[]): Promise<void> {
     batch.sort((a, b) => compareIds(a.id, b.id));
-    const rows = batch.map((p): CompletionRow => ({ id: p.id, version: p.version, state: p.state, due: p.due, slot: p.slot }));
+    const rows = batch.map(completionRow);
     this.#batches++;
     const written = await writeCompletions(this.#pool, this.#statements, this.#me, rows, incidentChanges(batch, this.#clock.now()));
     const refused: PendingCompletion[] = [];
@@ -156,7 +158,7 @@ export class CompletionWriter {
       else refused.push(pending);
     }
     if (refused.length === 0) return;
-    const holders = await findHolders(this.#pool, this.#statements, refused.map((p): CompletionRow => ({ id: p.id, version: p.version, state: p.state, due: p.due, slot: p.slot })));
+    const holders = await findHolders(this.#pool, this.#statements, refused.map(completionRow));
     for (const pending of refused) this.#settleRefused(pending, holders.get(pending.id));
   }
 
@@ -197,4 +199,10 @@ export class CompletionWriter {
     this.#logger.warn({ checkId: id, holder: holder.lease_owner }, `lease of check "${id}" lost: its result is discarded`);
     pending.reject(new LeaseLostError(id, detail));
   }
+}
+
+/** The row a completion writes: its times on the database's clock. */
+function completionRow(pending: PendingCompletion): CompletionRow {
+  const { id, version, state, due, slot, offsetMs } = pending;
+  return { id, version, state, due: due === null ? null : due - offsetMs, slot: slot - offsetMs };
 }

@@ -25,6 +25,8 @@ export interface ConfigSyncOptions {
   readonly pool: pg.Pool;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** The database's time at an instance's time: the table's due times are on the database's clock. */
+  readonly toDatabase: (local: number) => number;
   /** The schema (unquoted): the advisory lock is taken per schema. */
   readonly schema: string;
   /** The quoted `checks` table. */
@@ -49,7 +51,7 @@ const REGRID = `((c.spec->'intervalMs') IS DISTINCT FROM (EXCLUDED.spec->'interv
  * once take turns (an advisory lock per schema). Notifies the others when anything changed.
  */
 export async function writeConfigChecks(options: ConfigSyncOptions, checks: readonly ConfigCheck[]): Promise<ConfigSyncCounts> {
-  const now = options.clock.now();
+  const now = options.toDatabase(options.clock.now());
   const items = checks
     .map(({ spec, raw }) => ({
       id: spec.id,

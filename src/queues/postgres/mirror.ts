@@ -35,6 +35,8 @@ export interface Entry {
   completing: boolean;
   /** The version the claim saw: the completion's compare-and-set value. */
   claimedVersion: number;
+  /** The database clock's offset the claim's times were moved by: the completion's are moved back by the same, so the grid stays exact. */
+  claimOffsetMs: number;
   /** Removed while claimed here: dropped when its run completes. */
   removed: boolean;
   /** Updated while claimed here: the spec its next run uses. */
@@ -59,7 +61,8 @@ export interface MirrorOptions {
 /**
  * The in-memory mirror of every check of the schema, which the CheckRegistry side answers from
  * synchronously, and its index of what runs here: the checks claimed (whose ids every claim leaves
- * alone), those removed while they ran, and stored checks this instance cannot read.
+ * alone), those removed while they ran, and stored checks this instance cannot read. Its times are
+ * the instance's clock: the rows it takes were moved onto it where they were read (database-clock.ts).
  */
 export class Mirror {
   readonly #me: string;
@@ -77,6 +80,7 @@ export class Mirror {
   readonly #claimedIds = new Set<string>();
   /** Checks removed while running here, by their object: their completion only lets them go. */
   readonly #removedWhileClaimed = new Map<Check, Entry>();
+  #lateClaims = 0;
 
   constructor(options: MirrorOptions) {
     this.#me = options.instanceId;
@@ -104,6 +108,11 @@ export class Mirror {
   /** Stored checks this instance cannot read. */
   get unrunnableCount(): number {
     return this.#unrunnable.size;
+  }
+
+  /** Regular runs claimed more than half an interval after their slot, counted for the nearest slot instead. */
+  get lateClaims(): number {
+    return this.#lateClaims;
   }
 
   /** The entry of a known check (not one removed while it runs here). */
@@ -155,13 +164,33 @@ export class Mirror {
     return entry && !entry.removed && !entry.claimed ? entry : undefined;
   }
 
-  /** Takes a claimed row into its entry: the row's state and schedule, the lease this instance holds now. */
-  markClaimed(entry: Entry, row: ClaimedRow): Check {
+  /**
+   * Takes a claimed row (its times on the instance's clock, moved by `offsetMs`) into its entry: the
+   * row's state and schedule, the lease this instance holds now.
+   *
+   * A regular run (due at its slot) claimed more than half an interval after that slot runs for the
+   * slot nearest to now instead, which may be a little ahead: its next run is an interval after that
+   * one. Otherwise a late run (the first claims of a cluster starting up, the claim after a lease
+   * expired, a loaded machine) would be followed a moment later by the next slot's, two runs within
+   * one interval. Every run is then more than half an interval after the previous one.
+   */
+  markClaimed(entry: Entry, row: ClaimedRow, offsetMs: number): Check {
     const state = decodeState(row.state);
     if (entry.check.state === entry.persisted) entry.check.state = state;
     entry.persisted = state;
-    entry.check.dueAt = row.due ?? entry.check.dueAt;
-    entry.check.slotAt = row.slot;
+    let due = row.due ?? entry.check.dueAt;
+    let slot = row.slot;
+    const intervalMs = entry.check.spec.intervalMs;
+    if (row.due === row.slot && intervalMs !== null && intervalMs > 0) {
+      const lateMs = this.#clock.now() - slot;
+      if (lateMs > intervalMs / 2) {
+        slot = due = slot + Math.round(lateMs / intervalMs) * intervalMs;
+        this.#lateClaims++;
+      }
+    }
+    entry.check.dueAt = due;
+    entry.check.slotAt = slot;
+    entry.claimOffsetMs = offsetMs;
     entry.done = false;
     entry.version = entry.claimedVersion = row.version;
     entry.leaseOwner = this.#me;
@@ -403,6 +432,7 @@ function newEntry(check: Check, source: CheckSource, raw: unknown): Entry {
     claimed: false,
     completing: false,
     claimedVersion: 0,
+    claimOffsetMs: 0,
     removed: false,
     nextSpec: null,
   };

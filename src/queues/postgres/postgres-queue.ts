@@ -10,6 +10,7 @@ import type { Queue, QueueEvent } from '../queue.js';
 import { CompletionBuffer } from './completion-buffer.js';
 import { CompletionWriter, type PendingCompletion } from './completions.js';
 import { writeConfigChecks, type ConfigCheck, type ConfigSyncCounts, type ConfigSyncOptions } from './config-sync.js';
+import { DatabaseClock } from './database-clock.js';
 import { CompletionDroppedError, type QueueErrorListener } from './errors.js';
 import { DatabaseHealth } from './health.js';
 import { Listener, notify, notifyChannel } from './listener.js';
@@ -35,8 +36,10 @@ import { WriteChains } from './write-chains.js';
  * This class composes parts with one job each: the Mirror (mirror.ts) and its MirrorRefresh
  * (refresh.ts), the RegistryWrites (registry-writes.ts) over WriteChains (write-chains.ts), the config
  * sync (config-sync.ts), the CompletionBuffer (completion-buffer.ts) and its CompletionWriter
- * (completions.ts), the Listener (listener.ts), the DatabaseHealth (health.ts) and the NextDue cache
- * (next-due.ts). All tell time through the one Clock.
+ * (completions.ts), the Listener (listener.ts), the DatabaseHealth (health.ts), the NextDue cache
+ * (next-due.ts) and the DatabaseClock (database-clock.ts). All tell time through the one Clock; the
+ * table's due times, slots and leases are on the database's clock, and the DatabaseClock moves every
+ * time that crosses the table's edge, so instances whose clocks disagree still agree on what is due.
  */
 
 export { CheckSources, type CheckSource } from './check-rows.js';
@@ -77,7 +80,10 @@ export interface PostgresQueueOptions {
   readonly maxBufferedCompletions?: number;
   /**
    * Where every part of the queue reads the time (epoch ms: due times, backoffs, the close deadline)
-   * and sets its timers; default `systemClock`. Leases and `updated_at` are the database's `now()`.
+   * and sets its timers; default `systemClock`; the server's clock should be the same. The table's
+   * times are the database's: its offset from this clock is measured at start and every
+   * `refreshIntervalMs`, and due times are moved by it on their way in and out, so an instance whose
+   * clock is off neither claims early nor late. Leases and `updated_at` are the database's `now()`.
    */
   readonly clock?: Clock;
 }
@@ -104,6 +110,12 @@ export interface PostgresQueueStats {
   readonly claimQueries: number;
   /** Completion batches written (each one transaction). */
   readonly completionBatches: number;
+  /** This instance's clock minus the database's, in ms, as last measured (0 when they agree within the measurement's precision). */
+  readonly clockOffsetMs: number;
+  /** Regular runs claimed more than half an interval after their slot, and run for the nearest slot instead. */
+  readonly lateClaims: number;
+  /** Claimed checks given back unrun: the claim's answer came so late that the run could have outlived its lease. */
+  readonly staleClaims: number;
 }
 
 type Phase = 'new' | 'started' | 'closing' | 'closed';
@@ -122,6 +134,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
   readonly #statements: QueueStatements;
 
   readonly #health: DatabaseHealth;
+  readonly #time: DatabaseClock;
   readonly #next = new NextDue();
   readonly #mirror: Mirror;
   readonly #refresh: MirrorRefresh;
@@ -136,6 +149,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
   #phase: Phase = 'new';
   #closed: Promise<void> | null = null;
   #claimQueries = 0;
+  #staleClaims = 0;
 
   constructor(options: PostgresQueueOptions) {
     if (typeof options.instanceId !== 'string' || options.instanceId === '') {
@@ -167,10 +181,11 @@ export class PostgresQueue implements Queue, CheckRegistry {
     };
 
     const health = (this.#health = new DatabaseHealth({ clock, logger, onError: options.onError, onRecovered: () => this.#onRecovered() }));
+    const time = (this.#time = new DatabaseClock({ pool, clock, logger }));
     const writes = (this.#writes = new WriteChains({ pool, clock, logger, health, onError: options.onError, notify: (client, id) => notify(client, channel, me, { id }) }));
     const mirror = (this.#mirror = new Mirror({ instanceId: me, clock, logger, parseCheck: options.parseCheck, report, dueAt, emit, writing: (id) => writes.has(id) }));
-    const refresh = (this.#refresh = new MirrorRefresh({ pool, table: checks, mirror, health }));
-    this.#registry = new RegistryWrites({ clock, logger, mirror, writes, checksTable: checks, incidentsTable: `${quoted}.incidents`, dueAt, emit });
+    const refresh = (this.#refresh = new MirrorRefresh({ pool, table: checks, mirror, health, time }));
+    this.#registry = new RegistryWrites({ clock, logger, mirror, writes, time, checksTable: checks, incidentsTable: `${quoted}.incidents`, dueAt, emit });
     const listener = (this.#listener = new Listener({
       pool,
       channel,
@@ -181,7 +196,11 @@ export class PostgresQueue implements Queue, CheckRegistry {
       report,
       refreshIntervalMs,
       reload: (ids) => refresh.reloadRows(ids, true),
-      refresh: () => refresh.refresh(),
+      // The periodic comparison also measures the clocks again: one that was stepped is followed.
+      refresh: async () => {
+        await time.resample();
+        await refresh.refresh();
+      },
       onReconnected: () => this.#emit({ type: 'due-earlier' }),
     }));
     const writer = (this.#writer = new CompletionWriter({ pool, statements, instanceId: me, clock, logger, mirror, dueAt, reload: (id) => listener.reloadSoon(id) }));
@@ -199,6 +218,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
       pool,
       logger,
       clock,
+      toDatabase: (local) => time.toDatabase(local),
       schema,
       checksTable: checks,
       encode: (spec, raw) => mirror.encodeForWrite(spec, raw),
@@ -232,6 +252,9 @@ export class PostgresQueue implements Queue, CheckRegistry {
       healthy: this.#health.healthy,
       claimQueries: this.#claimQueries,
       completionBatches: this.#writer.batches,
+      clockOffsetMs: this.#time.offsetMs,
+      lateClaims: this.#mirror.lateClaims,
+      staleClaims: this.#staleClaims,
     };
   }
 
@@ -245,6 +268,7 @@ export class PostgresQueue implements Queue, CheckRegistry {
     this.#phase = 'started';
     this.#pool.on('error', this.#onPoolError);
     try {
+      await this.#time.measure();
       // This instance runs nothing yet: what it still holds is from a run that crashed.
       await this.#pool.query(`UPDATE ${this.#checks} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1`, [this.#me]);
       await this.#refresh.refresh();
@@ -334,16 +358,19 @@ export class PostgresQueue implements Queue, CheckRegistry {
     if (this.#next.rulesOut(now, this.#clock.now())) return [];
     let rows: ClaimedRow[];
     this.#claimQueries++;
+    const offsetMs = this.#time.offsetMs;
     try {
       ({ rows } = await this.#pool.query<ClaimedRow>({
         ...this.#statements.claim,
-        values: [this.#me, now, limit, this.#leaseFactor, this.#leaseMarginMs, this.#mirror.excluded()],
+        values: [this.#me, now - offsetMs, limit, this.#leaseFactor, this.#leaseMarginMs, this.#mirror.excluded()],
       }));
     } catch (error) {
       if (this.#health.failed(error, 'claim')) return [];
       throw error;
     }
     this.#health.recovered();
+    // Moved by the offset the claim was sent with (a measurement meanwhile must not shift its grid).
+    for (const row of rows) this.#time.onInstanceClock(row, offsetMs);
     // A full batch: more is likely due. Say so without asking the database again; the next claim finds out.
     if (rows.length < limit) this.#next.forget();
     else this.#next.set(now, this.#clock.now() + this.#pollIntervalMs);
@@ -360,13 +387,26 @@ export class PostgresQueue implements Queue, CheckRegistry {
     rows.sort((a, b) => (a.due ?? 0) - (b.due ?? 0));
     const claimed: Check[] = [];
     const release: string[] = [];
+    const arrivedAt = this.#clock.now();
+    let stale = 0;
     for (const row of rows) {
       const entry = this.#mirror.claimable(row.id);
       if (!entry || this.#phase !== 'started') {
         release.push(row.id);
         continue;
       }
-      claimed.push(this.#mirror.markClaimed(entry, row));
+      // The answer took so long (the database, or the way to it, stalled) that a run could outlive
+      // the lease, and another instance take the check meanwhile: give it back unrun.
+      if (row.lease_until - arrivedAt < entry.check.spec.timeoutMs) {
+        release.push(row.id);
+        stale++;
+        continue;
+      }
+      claimed.push(this.#mirror.markClaimed(entry, row, offsetMs));
+    }
+    if (stale > 0) {
+      this.#staleClaims += stale;
+      this.#logger.warn({ checks: stale }, 'claimed checks arrived too close to the end of their lease; given back unrun');
     }
     if (release.length > 0) this.#releaseLeases(release);
     return claimed;
@@ -402,7 +442,19 @@ export class PostgresQueue implements Queue, CheckRegistry {
     if (due !== null) check.dueAt = due;
     entry.completing = true;
     return new Promise<void>((resolve, reject) => {
-      this.#buffer.push({ settled: false, entry, id, version: entry.claimedVersion, state: check.state, previous: entry.persisted, due, slot: check.slotAt, resolve, reject });
+      this.#buffer.push({
+        settled: false,
+        entry,
+        id,
+        version: entry.claimedVersion,
+        state: check.state,
+        previous: entry.persisted,
+        due,
+        slot: check.slotAt,
+        offsetMs: entry.claimOffsetMs,
+        resolve,
+        reject,
+      });
     });
   }
 
@@ -414,7 +466,8 @@ export class PostgresQueue implements Queue, CheckRegistry {
       let next: number | null;
       try {
         const { rows } = await this.#pool.query<{ next: number | null }>({ ...this.#statements.nextDue, values: [this.#mirror.excluded()] });
-        next = rows[0]?.next ?? null;
+        const at = rows[0]?.next ?? null;
+        next = at === null ? null : this.#time.fromDatabase(at);
       } catch (error) {
         if (this.#health.failed(error, 'next-due')) return this.#health.retryAt;
         throw error;

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { ROW_COLUMNS, type CheckRow } from './check-rows.js';
+import type { DatabaseClock } from './database-clock.js';
 import type { DatabaseHealth } from './health.js';
 import type { Mirror } from './mirror.js';
 
@@ -13,6 +14,8 @@ export interface MirrorRefreshOptions {
   readonly mirror: Mirror;
   /** Told of a refresh that went through (the database is reachable). */
   readonly health: DatabaseHealth;
+  /** Moves the rows' times onto the instance's clock. */
+  readonly time: DatabaseClock;
 }
 
 /** Reading the `checks` table into the mirror: all of it (compared cheaply first), or some checks by id. */
@@ -21,6 +24,7 @@ export class MirrorRefresh {
   readonly #table: string;
   readonly #mirror: Mirror;
   readonly #health: DatabaseHealth;
+  readonly #time: DatabaseClock;
   #refreshing: Promise<void> | null = null;
 
   constructor(options: MirrorRefreshOptions) {
@@ -28,6 +32,7 @@ export class MirrorRefresh {
     this.#table = options.table;
     this.#mirror = options.mirror;
     this.#health = options.health;
+    this.#time = options.time;
   }
 
   /**
@@ -64,7 +69,7 @@ export class MirrorRefresh {
       const found = new Set<string>();
       for (const row of rows) {
         found.add(row.id);
-        this.#mirror.apply(row);
+        this.#mirror.apply(this.#time.onInstanceClock(row));
       }
       if (forgetMissing) for (const id of chunk) if (!found.has(id)) this.#mirror.missing(id);
     }

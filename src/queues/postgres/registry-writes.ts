@@ -6,6 +6,7 @@ import type { Clock } from '../../core/clock.js';
 import type { QueueEvent } from '../queue.js';
 import { LEASE_FREE, ROW_COLUMNS, timeoutOf, type CheckRow, type CheckSource } from './check-rows.js';
 import { toJson } from './codec.js';
+import type { DatabaseClock } from './database-clock.js';
 import { incidentChanges } from './completions.js';
 import type { Entry, Mirror } from './mirror.js';
 import { incidentResolve, incidentUpsert } from './statements.js';
@@ -27,6 +28,8 @@ export interface RegistryWritesOptions {
   readonly logger: Logger;
   readonly mirror: Mirror;
   readonly writes: WriteChains;
+  /** The table's times are the database's clock: what is written and read is moved by its offset. */
+  readonly time: DatabaseClock;
   /** The quoted `checks` and `incidents` tables. */
   readonly checksTable: string;
   readonly incidentsTable: string;
@@ -45,6 +48,7 @@ export class RegistryWrites {
   readonly #logger: Logger;
   readonly #mirror: Mirror;
   readonly #writes: WriteChains;
+  readonly #time: DatabaseClock;
   readonly #checks: string;
   readonly #incidents: string;
   readonly #dueAt: (at: number, tell: boolean) => void;
@@ -56,6 +60,7 @@ export class RegistryWrites {
     this.#logger = options.logger;
     this.#mirror = options.mirror;
     this.#writes = options.writes;
+    this.#time = options.time;
     this.#checks = options.checksTable;
     this.#incidents = options.incidentsTable;
     this.#dueAt = options.dueAt;
@@ -71,7 +76,7 @@ export class RegistryWrites {
     const check: Check = { spec, state: initialCheckState, dueAt, slotAt: dueAt };
     const entry = this.#mirror.add(check, source, options.raw);
     this.#dueAt(dueAt, true);
-    const params = [spec.id, toJson(encoded), options.raw === undefined ? null : toJson(options.raw), source, timeoutOf(spec), dueAt, toJson(initialCheckState)];
+    const params = [spec.id, toJson(encoded), options.raw === undefined ? null : toJson(options.raw), source, timeoutOf(spec), this.#time.toDatabase(dueAt), toJson(initialCheckState)];
     this.#writes.enqueue(spec.id, 'add', async (client) => {
       const { rows } = await client.query<CheckRow & { inserted: boolean }>(
         `INSERT INTO ${this.#checks} AS c (id, spec, source_entry, source, timeout_ms, next_due_at, slot_at, state)
@@ -82,7 +87,7 @@ export class RegistryWrites {
         params,
       );
       return () => {
-        const row = rows[0];
+        const row = this.#local(rows[0]);
         if (!row || !this.#mirror.holds(spec.id, entry)) return;
         this.#mirror.adoptWritten(entry, row);
         // The id was in the table already (another instance added it): its state and schedule stand.
@@ -115,7 +120,7 @@ export class RegistryWrites {
         this.#dueAt(regrid, true);
       }
     }
-    const params = [spec.id, toJson(encoded), options.raw === undefined ? null : toJson(options.raw), timeoutOf(spec), regrid, options.source ?? null];
+    const params = [spec.id, toJson(encoded), options.raw === undefined ? null : toJson(options.raw), timeoutOf(spec), regrid === null ? null : this.#time.toDatabase(regrid), options.source ?? null];
     this.#writes.enqueue(spec.id, 'update', async (client) => {
       const { rows } = await client.query<CheckRow>(
         `UPDATE ${this.#checks} SET spec = $2, source_entry = $3, timeout_ms = $4, spec_rev = spec_rev + 1, updated_at = now(),
@@ -127,7 +132,7 @@ export class RegistryWrites {
         params,
       );
       return () => {
-        const row = rows[0];
+        const row = this.#local(rows[0]);
         if (row && this.#mirror.holds(spec.id, entry)) this.#mirror.adoptWritten(entry, row);
         if (!row) this.#logger.warn({ checkId: spec.id }, 'check updated here was already gone from PostgreSQL');
         else if (regrid !== null && row.due !== null) this.#dueAt(row.due, true);
@@ -158,10 +163,10 @@ export class RegistryWrites {
     this.#writes.enqueue(id, 'reschedule', async (client) => {
       const { rows } = await client.query<CheckRow>(
         `UPDATE ${this.#checks} SET next_due_at = to_timestamp($2::float8 / 1000), updated_at = now() WHERE id = $1 AND ${LEASE_FREE} RETURNING ${ROW_COLUMNS}`,
-        [id, dueAt],
+        [id, this.#time.toDatabase(dueAt)],
       );
       return () => {
-        const row = rows[0];
+        const row = this.#local(rows[0]);
         if (!row || !this.#mirror.holds(id, entry)) return;
         this.#mirror.adoptWritten(entry, row);
         // "Run now" is due only once committed: look again (a look before COMMIT found the old time).
@@ -213,12 +218,17 @@ export class RegistryWrites {
       const { rows } = await client.query<CheckRow>(`UPDATE ${this.#checks} SET state = $2, updated_at = now() WHERE id = $1 RETURNING ${ROW_COLUMNS}`, [id, toJson(state)]);
       if (rows.length > 0) await this.#writeIncidents(client, [{ previous, state }]);
       return () => {
-        const row = rows[0];
+        const row = this.#local(rows[0]);
         if (!row || !this.#mirror.holds(id, entry)) return;
         entry.persisted = state;
         this.#mirror.adoptWritten(entry, row);
       };
     });
+  }
+
+  /** A row a write returned, on the instance's clock. */
+  #local<T extends CheckRow>(row: T | undefined): T | undefined {
+    return row && this.#time.onInstanceClock(row);
   }
 
   /** Opens, updates and resolves incident rows for state changes (previous → state), in `client`'s transaction. */

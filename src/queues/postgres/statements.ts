@@ -18,7 +18,7 @@ export interface QueueStatements {
   /**
    * Leases up to `$3` due checks, earliest first: free ones through `checks_claim`, expired leases
    * through `checks_lease`, both `FOR UPDATE SKIP LOCKED` so concurrent claims never share a check.
-   * `$1` owner, `$2` now (epoch ms), `$3` limit, `$4` lease factor, `$5` lease margin (ms), `$6` ids to
+   * `$1` owner, `$2` now (epoch ms on the database's clock: the table's times are), `$3` limit, `$4` lease factor, `$5` lease margin (ms), `$6` ids to
    * leave alone (text[]: those running here, those this instance cannot read). Returns `ClaimedRow`s.
    */
   readonly claim: NamedStatement;
@@ -39,11 +39,11 @@ export interface QueueStatements {
    * state }`. `same` recognises a completion whose COMMIT went through although the answer was lost.
    */
   readonly holders: NamedStatement;
-  /** Epoch ms at which the next check may be claimed (due, or its lease expiring); `$1` ids to leave alone. */
+  /** Epoch ms (the database's clock) at which the next check may be claimed (due, or its lease expiring); `$1` ids to leave alone. */
   readonly nextDue: NamedStatement;
 }
 
-/** A row `claim` returns; times in epoch ms. */
+/** A row `claim` returns; times in epoch ms, on the database's clock as read (see database-clock.ts). */
 export interface ClaimedRow {
   id: string;
   spec_rev: number;
@@ -54,7 +54,7 @@ export interface ClaimedRow {
   lease_until: number;
 }
 
-/** One element of `complete`'s `$2`; times in epoch ms, `due` null for a one-shot check that is done. */
+/** One element of `complete`'s `$2`; times in epoch ms on the database's clock, `due` null for a one-shot check that is done. */
 export interface CompletionRow {
   readonly id: string;
   readonly version: number;

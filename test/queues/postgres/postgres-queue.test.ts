@@ -2,7 +2,7 @@ import { createServer, Socket, type Server as NetServer } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { initialCheckState, type CheckSpec, type CheckState } from '../../../src/checks/check.js';
-import { firstDueAt } from '../../../src/checks/schedule.js';
+import { firstDueAt, nextSlot } from '../../../src/checks/schedule.js';
 import type { ParseResult } from '../../../src/commands/command.js';
 import { migrate } from '../../../src/postgres/migrations.js';
 import {
@@ -232,6 +232,38 @@ describe('PostgresQueue', () => {
     expect(await a.nextDueAt()).toBeLessThanOrEqual(next);
   });
 
+  it('runs a check claimed more than half an interval after its slot for the nearest slot, so that the next run is an interval later', async () => {
+    const now = Date.now();
+    // Slots 7 s and 3 s ago on a 10 s grid, and a retry (due off its grid) 7 s ago.
+    const seeded = [
+      { id: 'late', due: now - 7_000, slot: now - 7_000 },
+      { id: 'behind', due: now - 3_000, slot: now - 3_000 },
+      { id: 'retry', due: now - 7_000, slot: now - 17_000 },
+    ];
+    for (const { id, due, slot } of seeded) {
+      await db.pool.query(
+        `INSERT INTO ${q('checks')} (id, spec, source, timeout_ms, next_due_at, slot_at, state)
+         VALUES ($1, $2, 'api', 1000, to_timestamp($3::float8 / 1000), to_timestamp($4::float8 / 1000), $5)`,
+        [id, JSON.stringify(encodeSpec(checkSpec({ id, intervalMs: 10_000, timeoutMs: 1_000 })).json), due, slot, JSON.stringify(initialCheckState)],
+      );
+    }
+    const a = await startQueue('a');
+    const claimed = new Map((await a.claim(Date.now(), 5)).map((check) => [check.spec.id, check]));
+    expect([...claimed.keys()].sort()).toEqual(['behind', 'late', 'retry']);
+    // 7 s late: the slot 3 s ahead is the nearest; the server's next slot after it is 13 s from now, not 3 s.
+    expect(claimed.get('late')).toMatchObject({ dueAt: now + 3_000, slotAt: now + 3_000 });
+    expect(claimed.get('behind')).toMatchObject({ dueAt: now - 3_000, slotAt: now - 3_000 });
+    expect(claimed.get('retry')).toMatchObject({ dueAt: now - 7_000, slotAt: now - 17_000 });
+    expect(a.stats.lateClaims).toBe(1);
+
+    const late = claimed.get('late')!;
+    const { dueAt: next } = nextSlot(late.slotAt, 10_000, Date.now());
+    late.slotAt = next;
+    await a.complete(late, next);
+    expect(next).toBe(now + 13_000);
+    expect(await row('late')).toMatchObject({ due: now + 13_000 });
+  });
+
   it('rejects a completion whose lease expired and was claimed by another instance (compare-and-set)', async () => {
     await seedDue(['slow'], 50);
     const a = await startQueue('a', { leaseFactor: 2, leaseMarginMs: 0 });
@@ -431,19 +463,24 @@ describe('PostgresQueue', () => {
     expect(claimed[0]).toBe(renewed);
   });
 
-  it('tells time through its clock: first and "run now" due times, the completion flush, the scan for changed states', async () => {
-    // An hour ahead of the database: what is due is the clock's business, leases are the database's.
+  it('tells time through its clock and keeps the table on the database\'s: first and "run now" due times, the completion flush, the scan for changed states', async () => {
+    // An hour ahead of the database: the queue measures the offset at start and moves every time it
+    // writes or reads by it, so the table holds the database's times; leases are the database's anyway.
     const clock = new ManualClock(Date.now() + 3_600_000);
     const a = await startQueue('a', { clock });
+    const offset = a.stats.clockOffsetMs;
+    expect(Math.abs(offset - 3_600_000)).toBeLessThan(1_000);
     const check = a.add(checkSpec({ id: 'clocked', intervalMs: 86_400_000 }));
     expect(check.dueAt).toBe(firstDueAt('clocked', 86_400_000, clock.now()));
-    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(check.dueAt));
+    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(check.dueAt - offset));
 
     expect(a.reschedule('clocked')).toBe(true);
     expect(check.dueAt).toBe(clock.now());
-    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(clock.now()));
+    await vi.waitFor(async () => expect((await row('clocked'))?.due).toBe(clock.now() - offset));
     const [claimed] = await a.claim(clock.now(), 5);
     expect(claimed).toBe(check);
+    // The lease as the instance sees it: on its own clock, about an hour ahead of the table's.
+    expect(a.status('clocked')).toBe('running');
 
     const next = clock.now() + 86_400_000;
     check.state = { ...check.state, lastResult: result('ok', clock.now()) };
@@ -453,7 +490,8 @@ describe('PostgresQueue', () => {
     expect(a.stats.bufferedCompletions).toBe(1);
     clock.advance(1);
     await written;
-    expect(await row('clocked')).toMatchObject({ lease_owner: null, due: next });
+    expect(await row('clocked')).toMatchObject({ lease_owner: null, due: next - offset });
+    expect(check.dueAt).toBe(next);
 
     // The server's acknowledge changes the mirror's object; the next scan on the clock writes it.
     check.state = { ...check.state, hardState: 'crit', incident: incident('clocked', clock.now()) };
